@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"strings"
+	"time"
+
+	"github.com/singlehost/convox/logs"
+)
+
+// Every line a process prints is copied into its app's log store, so that
+// `convox logs` shows it after the container is gone and across daemon
+// restarts. One collector follows each container; the log store's Source
+// remembers how far it got, so a restarted daemon resumes without losing
+// or repeating lines.
+
+// collect makes sure a collector follows process p. It is cheap to call
+// for a process already collected.
+func (e *Engine) collect(p Process) {
+	if e.logs == nil || p.Labels[LabelProcess] == "" {
+		return
+	}
+	e.mu.Lock()
+	if _, ok := e.collecting[p.ID]; ok {
+		e.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	e.collecting[p.ID] = done
+	e.mu.Unlock()
+	err := e.background(func(ctx context.Context) {
+		defer close(done)
+		if err := e.follow(ctx, p); err != nil && ctx.Err() == nil {
+			e.log.Warn("collecting a process's output", "process", p.Labels[LabelProcess], "error", err)
+		}
+	})
+	if err != nil {
+		close(done)
+		e.mu.Lock()
+		delete(e.collecting, p.ID)
+		e.mu.Unlock()
+	}
+}
+
+// collected waits, at most for timeout, until the collector of process id
+// has read everything the process printed: the process must have stopped.
+// Removing a container before that would lose its last lines.
+func (e *Engine) collected(id string, timeout time.Duration) {
+	e.mu.Lock()
+	done, ok := e.collecting[id]
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}
+
+// follow copies p's output into the log store until p stops.
+func (e *Engine) follow(ctx context.Context, p Process) error {
+	app := p.Labels[LabelApp]
+	src, err := e.logs.Source(app, p.ID)
+	if err != nil {
+		return err
+	}
+	rc, err := e.runtime.ProcessLogs(ctx, p.ID, LogOptions{Follow: true, Since: src.Since(), Timestamps: true})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	stream := "service/" + p.Labels[LabelService] + "/" + p.Labels[LabelProcess]
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		ts, msg, _ := strings.Cut(sc.Text(), " ")
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			t, msg = time.Now().UTC(), sc.Text()
+		}
+		if err := src.Append(logs.Entry{Time: t, Stream: stream, Message: msg}); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	// The stream ended because the process stopped: its cursor is no
+	// longer needed once it is removed, which the caller does next.
+	return nil
+}
+
+// forgetLogs drops the cursor of a removed process.
+func (e *Engine) forgetLogs(p Process) {
+	e.mu.Lock()
+	delete(e.collecting, p.ID)
+	e.mu.Unlock()
+	if e.logs != nil {
+		if err := e.logs.Forget(p.Labels[LabelApp], p.ID); err != nil {
+			e.log.Warn("forgetting a process's log cursor", "error", err)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package rack
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/singlehost/convox/api"
+)
+
+// StartCommand is `convox rack start`. The cli package grafts it under
+// `convox rack`, so the CLI never imports the daemon.
+func StartCommand() *cobra.Command {
+	var (
+		cfg    Config
+		images []string
+	)
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Run the rack daemon in the foreground",
+		Long: `Run the rack daemon in the foreground: the rack API, and the apps it runs as
+Docker containers. Stop it with Ctrl-C or SIGTERM; containers keep running and
+are adopted by the next start.
+
+Every flag can also be set in the environment variable shown in brackets.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if cfg.Home == "" {
+				if cfg.Home, err = api.Home(); err != nil {
+					return err
+				}
+			}
+			if cfg.ResourceImages, err = parseImages(images); err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			return Run(cmd.Context(), cfg, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Home, "home", os.Getenv("CONVOX_HOME"), "data directory [CONVOX_HOME] (default ~/.local/share/convox)")
+	f.StringVar(&cfg.Listen, "listen", envOr("CONVOX_LISTEN", "127.0.0.1:5443"), "address of the rack API [CONVOX_LISTEN]")
+	f.StringVar(&cfg.Name, "name", envOr("CONVOX_RACK_NAME", "local"), "rack name, as the Convox CLI lists it [CONVOX_RACK_NAME]")
+	f.StringVar(&cfg.Domain, "domain", envOr("CONVOX_DOMAIN", "localhost"), "router domain: services answer at <service>.<app>.<domain> [CONVOX_DOMAIN]")
+	f.StringSliceVar(&images, "resource-image", splitList(os.Getenv("CONVOX_RESOURCE_IMAGES")), "image for a resource type, TYPE=IMAGE, repeatable [CONVOX_RESOURCE_IMAGES, comma-separated]")
+	return cmd
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// parseImages reads TYPE=IMAGE pairs.
+func parseImages(pairs []string) (map[string]string, error) {
+	images := map[string]string{}
+	for _, p := range pairs {
+		kind, img, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || kind == "" || img == "" {
+			return nil, fmt.Errorf("invalid --resource-image %q: want TYPE=IMAGE, e.g. postgres=postgres:16", p)
+		}
+		images[kind] = img
+	}
+	return images, nil
+}

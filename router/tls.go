@@ -1,0 +1,63 @@
+package router
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// renewBefore is how long before expiry a cached certificate is replaced.
+const renewBefore = 30 * 24 * time.Hour
+
+// TLSConfig returns the configuration of the HTTPS listener. Its certificates
+// are signed by Options.CA on the first handshake for each host and cached.
+// Only hosts in the route table get one: a handshake for any other name, or
+// with no name (SNI) at all, fails, so that a client cannot make the rack
+// sign names of its choosing.
+func (rt *Router) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"h2", "http/1.1"},
+		GetCertificate: rt.getCertificate,
+	}
+}
+
+func (rt *Router) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	host := canonicalHost(hello.ServerName)
+	switch {
+	case host == "":
+		return nil, errors.New("router: the client sent no server name (SNI)")
+	case rt.table.Load().hosts[host] == nil:
+		return nil, fmt.Errorf("router: no service is routed at host %q", host)
+	case rt.ca == nil:
+		return nil, errors.New("router: no CA to sign certificates with")
+	}
+	return rt.certs.get(host, rt.ca)
+}
+
+// certCache holds the certificates signed so far, by host. Entries are only
+// ever made for routed hosts, so it stays as small as the route table.
+type certCache struct {
+	mu sync.Mutex
+	m  map[string]*tls.Certificate
+}
+
+// get returns the cached certificate for host, signing a new one if there is
+// none or it is near expiry. Signing holds the lock: it takes well under a
+// millisecond, and concurrent first handshakes for one host then share one
+// certificate.
+func (c *certCache) get(host string, ca *CA) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cert := c.m[host]; cert != nil && time.Until(cert.Leaf.NotAfter) > renewBefore {
+		return cert, nil
+	}
+	cert, err := ca.sign(host)
+	if err != nil {
+		return nil, err
+	}
+	c.m[host] = cert
+	return cert, nil
+}

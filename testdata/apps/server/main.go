@@ -1,0 +1,89 @@
+// Command server is the sample app of the end-to-end tests: a small HTTP
+// service whose behaviour the test chooses through its environment, built
+// into testdata/apps/web by the tests (no Go image can be pulled to build it
+// inside Docker).
+//
+//	PORT         port to listen on (default 5000)
+//	GREETING     text of GET /
+//	START_DELAY  seconds to wait before listening (a slow rollout)
+//	HEALTH_FAIL  "1": GET /health answers 500
+//	CRASH        "1": exit 3 at once
+//	COUNT_TO     print "line N" for N = 1..COUNT_TO at start (log tests)
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if os.Getenv("CRASH") == "1" {
+		fmt.Println("crashing as asked")
+		os.Exit(3)
+	}
+	if n, _ := strconv.Atoi(os.Getenv("COUNT_TO")); n > 0 {
+		for i := 1; i <= n; i++ {
+			fmt.Printf("line %d\n", i)
+		}
+	}
+	if d, _ := strconv.Atoi(os.Getenv("START_DELAY")); d > 0 {
+		fmt.Printf("waiting %ds before listening\n", d)
+		time.Sleep(time.Duration(d) * time.Second)
+	}
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "5000"
+	}
+	host, _ := os.Hostname()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s from %s/%s release %s\n", os.Getenv("GREETING"), os.Getenv("APP"), os.Getenv("SERVICE"), os.Getenv("RELEASE"))
+	})
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if os.Getenv("HEALTH_FAIL") == "1" {
+			http.Error(w, "unhealthy as asked", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/hostname", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, host) })
+	mux.HandleFunc("/env/{key}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, os.Getenv(r.PathValue("key")))
+	})
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Query().Get("path")
+		if v := r.URL.Query().Get("write"); v != "" {
+			if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			http.Error(w, err.Error(), 404)
+			return
+		}
+		w.Write(data)
+	})
+	srv := &http.Server{Addr: ":" + port, Handler: mux}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		fmt.Println("stopping on SIGTERM")
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	fmt.Printf("Starting %s on port %s\n", os.Getenv("SERVICE"), port)
+	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+}
