@@ -27,6 +27,8 @@ var ours = map[string][]string{
 	"logs":      {},
 	"docker":    {"engine"},
 	"rack":      {"api", "engine", "store", "docker", "manifest", "router", "balancer", "storage", "scheduler", "logs"},
+	// e2e drives the built binary only, as a user would.
+	"e2e": {},
 }
 
 // owners names the one package of ours allowed to import each third-party

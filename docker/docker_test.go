@@ -308,6 +308,10 @@ func TestRuntime_NotFound(t *testing.T) {
 			_, err := h.r.ProcessLogs(ctx, missing, engine.LogOptions{})
 			return err
 		}},
+		{"ProcessExec", func(ctx context.Context) error {
+			_, err := h.r.ProcessExec(ctx, missing, engine.ExecOptions{Command: []string{"true"}})
+			return err
+		}},
 		{"ProcessStart missing image", func(ctx context.Context) error {
 			_, err := h.r.ProcessStart(ctx, engine.ProcessSpec{Name: missing, Image: image, Labels: h.labels()})
 			return err

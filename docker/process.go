@@ -49,18 +49,12 @@ func (r *Runtime) ProcessStart(ctx context.Context, spec engine.ProcessSpec) (en
 
 // createConfig translates spec into Docker's three create documents.
 func createConfig(spec engine.ProcessSpec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
-	env := make([]string, 0, len(spec.Env))
-	for k, v := range spec.Env {
-		env = append(env, k+"="+v)
-	}
-	// Sorted, so that the same spec always makes the same container.
-	sort.Strings(env)
 	cfg := &container.Config{
 		Hostname:   spec.Hostname,
 		Image:      spec.Image,
 		Entrypoint: spec.Entrypoint,
 		Cmd:        spec.Command,
-		Env:        env,
+		Env:        envList(spec.Env),
 		Labels:     spec.Labels.Copy(),
 	}
 	if spec.StopGrace > 0 {
@@ -102,6 +96,17 @@ func createConfig(spec engine.ProcessSpec) (*container.Config, *container.HostCo
 		}}
 	}
 	return cfg, hc, nc
+}
+
+// envList is env as Docker's KEY=VALUE list, sorted so that the same
+// spec always makes the same container.
+func envList(env map[string]string) []string {
+	l := make([]string, 0, len(env))
+	for k, v := range env {
+		l = append(l, k+"="+v)
+	}
+	sort.Strings(l)
+	return l
 }
 
 // ceilSeconds is d in whole seconds, rounded up: Docker counts grace in

@@ -59,10 +59,12 @@ type rack struct {
 	home   string
 	config string // the official CLI's settings directory
 	listen string
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan struct{}
-	err    error
+	// routerHTTP and routerHTTPS are the router's addresses.
+	routerHTTP, routerHTTPS string
+	cmd                     *exec.Cmd
+	stderr                  *syncBuffer
+	done                    chan struct{}
+	err                     error
 }
 
 type syncBuffer struct {
@@ -87,11 +89,13 @@ func newRack(t *testing.T) *rack {
 	t.Helper()
 	dir := t.TempDir()
 	return &rack{
-		t:      t,
-		name:   fmt.Sprintf("e2e%06d", rand.IntN(1000000)),
-		home:   filepath.Join(dir, "home"),
-		config: filepath.Join(dir, "convox-config"),
-		listen: freeAddr(t),
+		t:           t,
+		name:        fmt.Sprintf("e2e%06d", rand.IntN(1000000)),
+		home:        filepath.Join(dir, "home"),
+		config:      filepath.Join(dir, "convox-config"),
+		listen:      freeAddr(t),
+		routerHTTP:  freeAddr(t),
+		routerHTTPS: freeAddr(t),
 	}
 }
 
@@ -124,7 +128,8 @@ func (r *rack) env(extra ...string) []string {
 // spawn starts the daemon with extra arguments and environment and returns at once.
 func (r *rack) spawn(args []string, env ...string) {
 	r.t.Helper()
-	r.cmd = exec.Command(binary, append([]string{"rack", "start", "--listen", r.listen, "--name", r.name}, args...)...)
+	r.cmd = exec.Command(binary, append([]string{"rack", "start", "--listen", r.listen, "--name", r.name,
+		"--router-http", r.routerHTTP, "--router-https", r.routerHTTPS}, args...)...)
 	r.cmd.Env = r.env(env...)
 	r.stderr = &syncBuffer{}
 	r.cmd.Stdout, r.cmd.Stderr = r.stderr, r.stderr

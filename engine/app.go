@@ -136,6 +136,16 @@ func (e *Engine) AppDelete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if e.routes != nil {
+		e.routes.SetRoutes(name, nil)
+	}
+	e.mu.Lock()
+	for id, h := range e.healthy {
+		if h.app == name {
+			delete(e.healthy, id)
+		}
+	}
+	e.mu.Unlock()
 	if err := e.runtime.Purge(ctx, Labels{LabelRack: e.rack, LabelApp: name}); err != nil {
 		return fmt.Errorf("removing the containers of app %s: %w", name, err)
 	}

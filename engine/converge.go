@@ -179,6 +179,7 @@ func (e *Engine) convergeLocked(ctx context.Context, app string, duringRollback 
 			e.collect(proc)
 			if proc.Running() {
 				running = append(running, proc)
+				e.watchHealth(proc, s)
 				if time.Since(proc.Started) > stableAfter {
 					e.forgive(app, s.Name)
 				}
@@ -187,6 +188,7 @@ func (e *Engine) convergeLocked(ctx context.Context, app string, duringRollback 
 			}
 		}
 		for _, proc := range exited {
+			e.unroute(ctx, proc, 0)
 			if e.firstSeen(proc.ID) {
 				d := e.recordCrash(app, s.Name)
 				e.event(app, "process", "Process %s exited with code %d; replacing it in %s", proc.Labels[LabelProcess], proc.ExitCode, d)
@@ -224,4 +226,38 @@ func (e *Engine) convergeLocked(ctx context.Context, app string, duringRollback 
 		}
 	}
 	return nil
+}
+
+// watchHealth routes a running process once it passes its health check:
+// processes converge starts or adopts after a daemon restart are not
+// waited for inline.
+func (e *Engine) watchHealth(p Process, s serviceSpec) {
+	if s.Port == 0 {
+		return
+	}
+	e.mu.Lock()
+	_, healthy := e.healthy[p.ID]
+	if healthy || e.checking[p.ID] {
+		e.mu.Unlock()
+		return
+	}
+	e.checking[p.ID] = true
+	e.mu.Unlock()
+	err := e.background(func(ctx context.Context) {
+		defer func() {
+			e.mu.Lock()
+			delete(e.checking, p.ID)
+			e.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		if err := e.waitHealthy(ctx, p.Labels[LabelApp], s, p); err != nil && ctx.Err() == nil {
+			e.log.Info("process not healthy", "process", p.Labels[LabelProcess], "error", err)
+		}
+	})
+	if err != nil {
+		e.mu.Lock()
+		delete(e.checking, p.ID)
+		e.mu.Unlock()
+	}
 }

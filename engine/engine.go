@@ -26,6 +26,9 @@ type Config struct {
 	// that runs it; types left out use the official image (see
 	// DefaultResourceImages).
 	ResourceImages map[string]string
+	// CA is the PEM certificate of the CA that signs the router's
+	// certificates, for users to trust (GET /system/ca).
+	CA string
 	// PromoteTimeout is how long new processes have to become healthy
 	// when a promote does not say; default 5 minutes.
 	PromoteTimeout time.Duration
@@ -33,6 +36,7 @@ type Config struct {
 	Store   *store.Store
 	Runtime Runtime
 	Objects Objects
+	Routes  Routes // nil: no HTTP routing
 	Logs    *logs.Store
 	Log     *slog.Logger
 }
@@ -46,7 +50,9 @@ type Engine struct {
 	promoteTimeout time.Duration
 	store          *store.Store
 	runtime        Runtime
+	ca             string
 	objects        Objects
+	routes         Routes
 	logs           *logs.Store
 	log            *slog.Logger
 
@@ -58,6 +64,8 @@ type Engine struct {
 	appLocks   map[string]*sync.Mutex             // serialises rollouts and converge per app
 	builds     map[string]*buildOutput            // running builds' live output, by id
 	crashes    map[string]*backoff                // crash-loop back-off per app/service
+	healthy    map[string]healthyProcess          // processes taking traffic, by runtime id
+	checking   map[string]bool                    // processes whose health is being watched
 	reported   map[string]bool                    // exited processes already reported
 	collecting map[string]chan struct{}           // output collectors by process, closed when done
 	cancels    map[string]context.CancelCauseFunc // in-flight rollouts, by app
@@ -87,7 +95,11 @@ func New(cfg Config) *Engine {
 		promoteTimeout: timeout,
 		store:          cfg.Store,
 		runtime:        cfg.Runtime,
+		ca:             cfg.CA,
 		objects:        cfg.Objects,
+		routes:         cfg.Routes,
+		healthy:        map[string]healthyProcess{},
+		checking:       map[string]bool{},
 		logs:           cfg.Logs,
 		log:            log,
 		jobs:           make(chan func(context.Context), 1024),

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,10 @@ type serviceSpec struct {
 	Labels     map[string]string
 	Internal   bool
 	Domains    []string
+	Sticky     bool
+	Timeout    time.Duration // router timeout
+	Redirect   bool          // tls.redirect
+	Whitelist  []netip.Prefix
 }
 
 // service returns the named service of p.
@@ -124,6 +129,9 @@ func (e *Engine) planTx(tx *store.Tx, app string, rel *api.Release) (*plan, erro
 			Labels:     s.Labels,
 			Internal:   s.Internal,
 			Domains:    s.Domains,
+			Sticky:     s.Sticky,
+			Timeout:    time.Duration(s.Timeout) * time.Second,
+			Redirect:   s.TLS.Redirect,
 			Health: healthSpec{
 				Path:     s.Health.Path,
 				Scheme:   s.Port.Scheme,
@@ -132,6 +140,11 @@ func (e *Engine) planTx(tx *store.Tx, app string, rel *api.Release) (*plan, erro
 				Timeout:  time.Duration(max(s.Health.Timeout, 1)) * time.Second,
 				Disable:  s.Health.Disable,
 			},
+		}
+		for _, w := range s.Whitelist {
+			if p, err := netip.ParsePrefix(w); err == nil {
+				spec.Whitelist = append(spec.Whitelist, p)
+			}
 		}
 		spec.HealthPort = spec.Port
 		if hp := s.Health.Port; hp != nil && hp.Port > 0 {

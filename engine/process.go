@@ -90,6 +90,8 @@ func (e *Engine) startService(ctx context.Context, p *plan, s serviceSpec, deplo
 // stopProcess stops a process gracefully and removes it.
 func (e *Engine) stopProcess(ctx context.Context, p Process, grace time.Duration, why string) error {
 	pid := p.Labels[LabelProcess]
+	// Out of the router first, drained, so no request fails.
+	e.unroute(ctx, p, grace)
 	if p.Running() {
 		if err := e.runtime.ProcessStop(ctx, p.ID, grace); err != nil && !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("stopping %s: %w", pid, err)
@@ -102,6 +104,7 @@ func (e *Engine) stopProcess(ctx context.Context, p Process, grace time.Duration
 // removeProcess removes a stopped process once its output is in the log
 // store.
 func (e *Engine) removeProcess(ctx context.Context, p Process) error {
+	e.unroute(ctx, p, 0)
 	e.collect(p)
 	e.collected(p.ID, 5*time.Second)
 	if err := e.runtime.ProcessRemove(ctx, p.ID); err != nil && !errors.Is(err, ErrNotFound) {

@@ -191,6 +191,7 @@ func (e *Engine) finish(ctx context.Context, p *store.Promotion) {
 		e.log.Error("recording a finished rollout", "app", p.App, "error", err)
 		return
 	}
+	e.publishRoutes(ctx, p.App)
 	if p.Restart {
 		e.event(p.App, "promote", "Restarted release %s", p.Release)
 	} else {
@@ -268,6 +269,7 @@ func (e *Engine) rollback(ctx context.Context, p *store.Promotion) {
 		e.log.Error("recording a rollback", "app", p.App, "error", err)
 		return
 	}
+	e.publishRoutes(ctx, p.App)
 	if p.Previous != "" {
 		e.event(p.App, "promote", "Rolled back to release %s", p.Previous)
 	} else {
@@ -438,6 +440,7 @@ func (e *Engine) waitHealthy(ctx context.Context, app string, s serviceSpec, p P
 			last = fmt.Errorf("port %d is not published", s.HealthPort)
 		} else if last = s.Health.check(ctx, addr); last == nil {
 			e.event(app, "process", "Process %s is healthy", pid)
+			e.markHealthy(ctx, s, cur)
 			return nil
 		}
 		// Poll briskly during the grace period, so a fast process is

@@ -20,6 +20,7 @@ import (
 	"github.com/singlehost/convox/docker"
 	"github.com/singlehost/convox/engine"
 	"github.com/singlehost/convox/logs"
+	"github.com/singlehost/convox/router"
 	"github.com/singlehost/convox/storage"
 	"github.com/singlehost/convox/store"
 )
@@ -34,6 +35,8 @@ type Config struct {
 	ResourceImages map[string]string
 	// LogBytes bounds each app's stored logs; 0 is the log store's default.
 	LogBytes int64
+	// RouterHTTP and RouterHTTPS are the router's listen addresses.
+	RouterHTTP, RouterHTTPS string
 	// ConvoxConfig is the official CLI's settings directory, where the rack
 	// registers itself; empty means the CLI's own default.
 	ConvoxConfig string
@@ -93,6 +96,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("cannot listen on %s: %w (is another rack using that port? try --listen)", cfg.Listen, errors.Unwrap(err))
 	}
 
+	httpLn, err := listenRouter(log, cfg.RouterHTTP, defaultRouterHTTP, fallbackRouterHTTP, "--router-http")
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	httpsLn, err := listenRouter(log, cfg.RouterHTTPS, defaultRouterHTTPS, fallbackRouterHTTPS, "--router-https")
+	if err != nil {
+		ln.Close()
+		httpLn.Close()
+		return err
+	}
+	ca, err := router.LoadOrCreateCA(cfg.Home)
+	if err != nil {
+		ln.Close()
+		httpLn.Close()
+		httpsLn.Close()
+		return fmt.Errorf("loading the router CA: %w", err)
+	}
+	rtr := router.New(router.Options{Log: log.With("component", "router"), CA: ca, HTTPSPort: listenerPort(httpsLn)})
+
 	objects, err := storage.NewFS(filepath.Join(cfg.Home, "objects"))
 	if err != nil {
 		ln.Close()
@@ -112,7 +135,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Store:          st,
 		Runtime:        rt,
 		Objects:        objects,
+		Routes:         routes{rtr},
 		Logs:           appLogs,
+		CA:             string(ca.PEM()),
 		Log:            log.With("component", "engine"),
 	})
 	srv := &http.Server{
@@ -137,9 +162,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(engCtx) }()
 
+	routerSrv := serveRouter(log, rtr, httpLn, httpsLn)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
-	log.Info("rack running", "name", cfg.Name, "api", api.Redact(rackURL), "home", cfg.Home)
+	log.Info("rack running", "name", cfg.Name, "api", api.Redact(rackURL), "home", cfg.Home,
+		"router", httpLn.Addr().String(), "router-tls", httpsLn.Addr().String())
 
 	select {
 	case err := <-served:
@@ -153,6 +180,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	<-engineDone
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	routerSrv.shutdown(shutdownCtx)
+	rtr.CloseIdleConnections()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("stopping the api: %w", err)
 	}

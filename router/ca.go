@@ -158,11 +158,15 @@ func (ca *CA) sign(host string) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("signing a certificate for %s: %w", host, err)
 	}
 	now := time.Now()
+	notAfter := now.Add(leafValidity)
+	if notAfter.After(ca.cert.NotAfter) {
+		notAfter = ca.cert.NotAfter
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serialNumber(),
 		Subject:      pkix.Name{CommonName: host},
 		NotBefore:    now.Add(-clockSkew),
-		NotAfter:     min(now.Add(leafValidity), ca.cert.NotAfter),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +59,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 	p := pickOf(pr.In)
 	pr.Out.URL.Scheme = p.route.scheme
 	pr.Out.URL.Host = p.target.host
+	if pr.Out.Body != nil {
+		pr.Out.Body = keepOpen{pr.Out.Body}
+	}
 	pr.SetXForwarded()
 	pr.Out.Header.Del("X-Forwarded-Port")
 	if addr, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
@@ -67,14 +71,20 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
+// keepOpen hides Close from the transport, which closes the body of a
+// request whose dial failed: the retry sends that body. ReverseProxy closes
+// the body it gave us when the request ends.
+type keepOpen struct{ io.ReadCloser }
+
+func (keepOpen) Close() error { return nil }
+
 // retrier is the proxy's transport: the route's transport, plus one retry on
 // another target when connecting failed.
 //
 // That retry is what keeps a deploy from failing requests: a process can
 // exit between the table swap and a dial of a request that picked it on the
 // old table, or crash before the engine notices. A failed dial sent nothing,
-// not even the body, which ReverseProxy shields from the transport's Close,
-// so the retry is safe whatever the method.
+// not even a byte of the body, so the retry is safe whatever the method.
 type retrier struct{ rt *Router }
 
 func (x retrier) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -119,7 +129,8 @@ func (rt *Router) repick(p *pick) bool {
 }
 
 // modifyResponse pins a sticky client to the target that answered, unless
-// its cookie already did.
+// its cookie already did. The cookie is not Secure: a route without Redirect
+// serves both schemes, and a client moving between them keeps its process.
 func (rt *Router) modifyResponse(res *http.Response) error {
 	p := pickOf(res.Request)
 	if p == nil || !p.route.sticky || p.fromCookie {

@@ -19,11 +19,13 @@
 //     a process it removed.
 //  4. On shutdown, after the servers have stopped, CloseIdleConnections.
 //
-// The router starts no goroutine of its own: every goroutine it uses belongs
-// to a request and ends with it.
+// The router starts no goroutine of its own. The goroutines of its pooled
+// connections to processes end with the connections: when a process closes
+// them, after 90 s idle, or at CloseIdleConnections.
 package router
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -90,8 +92,8 @@ type Router struct {
 	// mu serialises the writers of table and guards the fields below.
 	mu         sync.Mutex
 	apps       map[string]*appRoutes
-	seq        uint64                        // orders apps by first SetRoutes, to settle host conflicts
-	targets    map[netip.AddrPort]*target    // every routed or draining target
+	seq        uint64                     // orders apps by first SetRoutes, to settle host conflicts
+	targets    map[netip.AddrPort]*target // every routed or draining target
 	transports map[transportKey]*http.Transport
 
 	certs certCache
@@ -119,7 +121,7 @@ func New(opts Options) *Router {
 	if rt.httpsPort == 0 {
 		rt.httpsPort = 443
 	}
-	rt.certs.m = map[string]*tlsCertificate{}
+	rt.certs.m = map[string]*tls.Certificate{}
 	rt.proxy = rt.newProxy()
 	rt.table.Store(&table{hosts: map[string]*route{}})
 	return rt
@@ -127,8 +129,8 @@ func New(opts Options) *Router {
 
 // ServeHTTP routes r by its Host. Serve the same Router on the HTTP and the
 // HTTPS listener: a plain-HTTP request to a route with Redirect is sent to
-// HTTPS with 308, and X-Forwarded-Proto tells the process which one the
-// client used.
+// HTTPS with 308, except ACME http-01 challenges, and X-Forwarded-Proto
+// tells the process which one the client used.
 //
 // Answers of the router itself: 404 for a host with no route, 403 for a
 // client outside the route's whitelist, 503 when the service has no healthy
@@ -195,7 +197,6 @@ func (rt *Router) redirect(w http.ResponseWriter, r *http.Request, host string) 
 // says who answered, so a user can tell the router's 503 from their app's.
 func routerError(w http.ResponseWriter, code int, format string, args ...any) {
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Convox-Router", "1")
 	msg := fmt.Sprintf("%d %s: %s (convox router)", code, http.StatusText(code), fmt.Sprintf(format, args...))
 	http.Error(w, msg, code)
 }
@@ -213,4 +214,12 @@ func canonicalHost(hostport string) string {
 		host, _, _ = strings.Cut(host, ":")
 	}
 	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// clientIP is the address part of a RemoteAddr, for messages.
+func clientIP(remoteAddr string) string {
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return remoteAddr
 }

@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-// renewBefore is how long before expiry a cached certificate is replaced.
-const renewBefore = 30 * 24 * time.Hour
-
 // TLSConfig returns the configuration of the HTTPS listener. Its certificates
 // are signed by Options.CA on the first handshake for each host and cached.
 // Only hosts in the route table get one: a handshake for any other name, or
@@ -41,18 +38,21 @@ func (rt *Router) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // ever made for routed hosts, so it stays as small as the route table.
 type certCache struct {
 	mu sync.Mutex
-	m  map[string]*tls.Certificate
+	m  map[string]*tls.Certificate // by host; made by New
 }
 
 // get returns the cached certificate for host, signing a new one if there is
-// none or it is near expiry. Signing holds the lock: it takes well under a
+// none or two thirds of its life have passed. Signing holds the lock: it takes well under a
 // millisecond, and concurrent first handshakes for one host then share one
 // certificate.
 func (c *certCache) get(host string, ca *CA) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cert := c.m[host]; cert != nil && time.Until(cert.Leaf.NotAfter) > renewBefore {
-		return cert, nil
+	if cert := c.m[host]; cert != nil {
+		leaf := cert.Leaf
+		if time.Now().Before(leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)) {
+			return cert, nil
+		}
 	}
 	cert, err := ca.sign(host)
 	if err != nil {

@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Routes is the HTTP router as the engine drives it: one app's whole route
+// table at a time, and a way to wait for a target's in-flight requests.
+type Routes interface {
+	SetRoutes(app string, routes []Route)
+	// Drain waits until no request is in flight to target, which must
+	// already be out of every route.
+	Drain(ctx context.Context, target netip.AddrPort) error
+}
+
+// Route sends the requests for Hosts to a service's healthy processes.
+type Route struct {
+	Service   string
+	Hosts     []string
+	Targets   []netip.AddrPort
+	Scheme    string // http, https or grpc, to the processes
+	Sticky    bool
+	Timeout   time.Duration
+	Redirect  bool // HTTP → HTTPS with a 308
+	Whitelist []netip.Prefix
+}
+
+// healthyProcess is a process that passed its health check and so takes
+// traffic.
+type healthyProcess struct {
+	app, service string
+	target       netip.AddrPort
+}
+
+// markHealthy routes traffic to p, which passed its health check.
+func (e *Engine) markHealthy(ctx context.Context, s serviceSpec, p Process) {
+	addr, ok := p.Ports[s.Port]
+	if s.Port == 0 || !ok {
+		return
+	}
+	app := p.Labels[LabelApp]
+	e.mu.Lock()
+	e.healthy[p.ID] = healthyProcess{app: app, service: s.Name, target: addr}
+	e.mu.Unlock()
+	e.publishRoutes(ctx, app)
+}
+
+// unroute takes p out of the routes and waits, at most grace, for the
+// requests in flight to it to finish: then it can be stopped without
+// failing a request.
+func (e *Engine) unroute(ctx context.Context, p Process, grace time.Duration) {
+	e.mu.Lock()
+	h, ok := e.healthy[p.ID]
+	delete(e.healthy, p.ID)
+	e.mu.Unlock()
+	if !ok || e.routes == nil {
+		return
+	}
+	e.publishRoutes(ctx, h.app)
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	if err := e.routes.Drain(ctx, h.target); err != nil && ctx.Err() == nil {
+		e.log.Warn("draining a process", "process", p.Labels[LabelProcess], "error", err)
+	}
+}
+
+// publishRoutes gives the router app's current table: one route per public
+// service of the active release, to its healthy processes.
+func (e *Engine) publishRoutes(ctx context.Context, app string) {
+	if e.routes == nil {
+		return
+	}
+	a, err := e.AppGet(ctx, app)
+	if err != nil || a.Release == "" {
+		e.routes.SetRoutes(app, nil)
+		return
+	}
+	pl, err := e.plan(ctx, app, a.Release)
+	if err != nil {
+		e.log.Warn("routing", "app", app, "error", err)
+		return
+	}
+	targets := map[string][]netip.AddrPort{}
+	e.mu.Lock()
+	for _, h := range e.healthy {
+		if h.app == app {
+			targets[h.service] = append(targets[h.service], h.target)
+		}
+	}
+	e.mu.Unlock()
+	var routes []Route
+	for _, s := range pl.Services {
+		if s.Port == 0 || s.Internal {
+			continue
+		}
+		t := targets[s.Name]
+		sort.Slice(t, func(i, j int) bool { return t[i].Port() < t[j].Port() })
+		routes = append(routes, Route{
+			Service:   s.Name,
+			Hosts:     append([]string{e.serviceHost(app, s.Name)}, s.Domains...),
+			Targets:   t,
+			Scheme:    s.Health.Scheme,
+			Sticky:    s.Sticky,
+			Timeout:   s.Timeout,
+			Redirect:  s.Redirect,
+			Whitelist: s.Whitelist,
+		})
+	}
+	e.routes.SetRoutes(app, routes)
+}
+
+// serviceHost is a service's default public host name.
+func (e *Engine) serviceHost(app, service string) string {
+	return strings.ToLower(service + "." + app + "." + e.domain)
+}

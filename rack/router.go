@@ -1,0 +1,104 @@
+package rack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/singlehost/convox/engine"
+	"github.com/singlehost/convox/router"
+)
+
+// Router defaults and the loopback ports used instead when a default cannot
+// be bound (ports below 1024 need root or CAP_NET_BIND_SERVICE, and a
+// laptop may already run a web server).
+const (
+	defaultRouterHTTP   = ":80"
+	defaultRouterHTTPS  = ":443"
+	fallbackRouterHTTP  = "127.0.0.1:8080"
+	fallbackRouterHTTPS = "127.0.0.1:8443"
+)
+
+// listenRouter binds addr; when addr is the default and cannot be bound it
+// falls back, saying so in one log line. A port the user chose must bind.
+func listenRouter(log *slog.Logger, addr, def, fallback, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	if addr != def || !(errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EADDRINUSE)) {
+		return nil, fmt.Errorf("router cannot listen on %s: %w (choose another address with %s)", addr, errors.Unwrap(err), flag)
+	}
+	fb, ferr := net.Listen("tcp", fallback)
+	if ferr != nil {
+		return nil, fmt.Errorf("router cannot listen on %s (%v) nor on %s (%v): choose an address with %s", addr, errors.Unwrap(err), fallback, errors.Unwrap(ferr), flag)
+	}
+	log.Warn(fmt.Sprintf("router: cannot listen on %s (%v); serving on %s instead (set %s to choose; ports below 1024 need root or CAP_NET_BIND_SERVICE)", addr, errors.Unwrap(err), fallback, flag))
+	return fb, nil
+}
+
+// routes adapts the router to the engine's Routes interface: the engine
+// cannot import router, nor router the engine.
+type routes struct{ r *router.Router }
+
+func (a routes) SetRoutes(app string, rs []engine.Route) {
+	out := make([]router.Route, len(rs))
+	for i, r := range rs {
+		out[i] = router.Route{
+			Service:   r.Service,
+			Hosts:     r.Hosts,
+			Targets:   r.Targets,
+			Scheme:    r.Scheme,
+			Sticky:    r.Sticky,
+			Timeout:   r.Timeout,
+			Redirect:  r.Redirect,
+			Whitelist: r.Whitelist,
+		}
+	}
+	a.r.SetRoutes(app, out)
+}
+
+func (a routes) Drain(ctx context.Context, target netip.AddrPort) error {
+	return a.r.Drain(ctx, target)
+}
+
+// routerServers serves rt on the HTTP and HTTPS listeners until shutdown.
+type routerServers struct {
+	http, https *http.Server
+}
+
+func serveRouter(log *slog.Logger, rt *router.Router, httpLn, httpsLn net.Listener) *routerServers {
+	// No read or write timeouts: they would cut streams and websockets;
+	// the router bounds what it waits for per route.
+	mk := func() *http.Server {
+		return &http.Server{
+			Handler:           rt,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
+	s := &routerServers{http: mk(), https: mk()}
+	s.https.TLSConfig = rt.TLSConfig()
+	go func() { _ = s.http.Serve(httpLn) }()
+	go func() { _ = s.https.ServeTLS(httpsLn, "", "") }()
+	return s
+}
+
+func (s *routerServers) shutdown(ctx context.Context) {
+	_ = s.http.Shutdown(ctx)
+	_ = s.https.Shutdown(ctx)
+}
+
+func listenerPort(ln net.Listener) int {
+	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	n, _ := strconv.Atoi(p)
+	return n
+}
