@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -46,6 +47,9 @@ func NewClient(rackURL string, tlsConfig *tls.Config) (*Client, error) {
 		tlsConfig = &tls.Config{InsecureSkipVerify: true}
 	}
 	c.http = &http.Client{Transport: &http.Transport{
+		// A rack that accepts connections but never answers must not
+		// hang every command; streams are bounded by their context.
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConfig,
 		Proxy:               http.ProxyFromEnvironment,
 		TLSHandshakeTimeout: 10 * time.Second,
@@ -106,6 +110,12 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 	if err != nil {
 		return nil, fmt.Errorf("building request: %w", err)
 	}
+	return c.roundTrip(req, contentType)
+}
+
+// roundTrip sends req with the rack's credentials and headers.
+func (c *Client) roundTrip(req *http.Request, contentType string) (*http.Response, error) {
+	ctx := req.Context()
 	req.SetBasicAuth(c.user, c.password)
 	req.Header.Set("Accept", "*/*")
 	req.Header.Set("Version", Version)

@@ -172,3 +172,52 @@ func limitQuery(limit int) string {
 	}
 	return "?limit=" + strconv.Itoa(limit)
 }
+
+func (c *Client) SystemLogs(ctx context.Context, opts LogsOptions) (io.ReadCloser, error) {
+	return c.stream(ctx, "/system/logs", opts.headers())
+}
+
+func (c *Client) SystemCA(ctx context.Context) ([]byte, error) {
+	return c.Get(ctx, "/system/ca")
+}
+
+func (c *Client) ProcessLogs(ctx context.Context, app, pid string, opts LogsOptions) (io.ReadCloser, error) {
+	return c.stream(ctx, appPath(app, "processes", pid, "logs"), opts.headers())
+}
+
+func (c *Client) ServiceLogs(ctx context.Context, app, name string, opts LogsOptions) (io.ReadCloser, error) {
+	return c.stream(ctx, appPath(app, "services", name, "logs"), opts.headers())
+}
+
+// ProcessRun starts a one-off process; its options travel as headers.
+func (c *Client) ProcessRun(ctx context.Context, app, service string, opts ProcessRunOptions) (*Process, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+appPath(app, "services", service, "processes"), nil)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Command != "" {
+		req.Header.Set("Command", opts.Command)
+	}
+	if opts.Release != "" {
+		req.Header.Set("Release", opts.Release)
+	}
+	if len(opts.Environment) > 0 {
+		v := url.Values{}
+		for k, val := range opts.Environment {
+			v.Set(k, val)
+		}
+		req.Header.Set("Environment", v.Encode())
+	}
+	if opts.Height > 0 {
+		req.Header.Set("Height", strconv.Itoa(opts.Height))
+	}
+	if opts.Width > 0 {
+		req.Header.Set("Width", strconv.Itoa(opts.Width))
+	}
+	res, err := c.roundTrip(req, "")
+	if err != nil {
+		return nil, err
+	}
+	var p Process
+	return &p, decode(res, &p)
+}

@@ -14,6 +14,10 @@ import (
 // Methods returning an io.ReadCloser stream (logs): the caller closes it.
 type Rack interface {
 	SystemGet(ctx context.Context) (*System, error)
+	SystemLogs(ctx context.Context, opts LogsOptions) (io.ReadCloser, error)
+	// SystemCA is the PEM certificate of the CA that signs the router's
+	// certificates, for users to trust (not in Convox).
+	SystemCA(ctx context.Context) ([]byte, error)
 
 	AppCreate(ctx context.Context, name string) (*App, error)
 	AppGet(ctx context.Context, name string) (*App, error)
@@ -42,8 +46,15 @@ type Rack interface {
 	ProcessList(ctx context.Context, app string, opts ProcessListOptions) ([]Process, error)
 	ProcessGet(ctx context.Context, app, pid string) (*Process, error)
 	ProcessStop(ctx context.Context, app, pid string) error
+	ProcessRun(ctx context.Context, app, service string, opts ProcessRunOptions) (*Process, error)
+	// ProcessExec runs command in a process with rw as its terminal: what
+	// the command prints is written to rw, and rw's input is its stdin.
+	// It returns the command's exit code.
+	ProcessExec(ctx context.Context, app, pid, command string, rw io.ReadWriter, opts ProcessExecOptions) (int, error)
+	ProcessLogs(ctx context.Context, app, pid string, opts LogsOptions) (io.ReadCloser, error)
 
 	ServiceList(ctx context.Context, app string) ([]Service, error)
 	ServiceUpdate(ctx context.Context, app, name string, opts ServiceUpdateOptions) error
 	ServiceRestart(ctx context.Context, app, name string) error
+	ServiceLogs(ctx context.Context, app, name string, opts LogsOptions) (io.ReadCloser, error)
 }

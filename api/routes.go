@@ -13,6 +13,8 @@ import (
 func (s *Server) routes() {
 	s.handle("GET /auth", s.auth)
 	s.handle("GET /system", s.systemGet)
+	s.handle("GET /system/logs", s.systemLogs)
+	s.handle("GET /system/ca", s.systemCA)
 
 	s.handle("GET /apps", s.appList)
 	s.handle("POST /apps", s.appCreate)
@@ -40,10 +42,14 @@ func (s *Server) routes() {
 	s.handle("GET /apps/{app}/processes", s.processList)
 	s.handle("GET /apps/{app}/processes/{pid}", s.processGet)
 	s.handle("DELETE /apps/{app}/processes/{pid}", s.processStop)
+	s.handle("GET /apps/{app}/processes/{pid}/exec", s.processExec)
+	s.handle("GET /apps/{app}/processes/{pid}/logs", s.processLogs)
+	s.handle("POST /apps/{app}/services/{service}/processes", s.processRun)
 
 	s.handle("GET /apps/{app}/services", s.serviceList)
 	s.handle("PUT /apps/{app}/services/{name}", s.serviceUpdate)
 	s.handle("POST /apps/{app}/services/{name}/restart", s.serviceRestart)
+	s.handle("GET /apps/{app}/services/{name}/logs", s.serviceLogs)
 }
 
 func (s *Server) auth(w http.ResponseWriter, r *http.Request) error {
@@ -366,4 +372,76 @@ func queryLimit(r *http.Request) (int, error) {
 		return 0, Errorf(ErrInvalid, "limit must be a positive number, got %q", v)
 	}
 	return n, nil
+}
+
+func (s *Server) systemLogs(w http.ResponseWriter, r *http.Request) error {
+	opts, err := logsOptions(r)
+	if err != nil {
+		return err
+	}
+	return serveStream(w, r, func(ctx context.Context) (io.ReadCloser, error) {
+		return s.rack.SystemLogs(ctx, opts)
+	})
+}
+
+func (s *Server) systemCA(w http.ResponseWriter, r *http.Request) error {
+	pem, err := s.rack.SystemCA(r.Context())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err = w.Write(pem)
+	return err
+}
+
+func (s *Server) processLogs(w http.ResponseWriter, r *http.Request) error {
+	opts, err := logsOptions(r)
+	if err != nil {
+		return err
+	}
+	return serveStream(w, r, func(ctx context.Context) (io.ReadCloser, error) {
+		return s.rack.ProcessLogs(ctx, r.PathValue("app"), r.PathValue("pid"), opts)
+	})
+}
+
+func (s *Server) serviceLogs(w http.ResponseWriter, r *http.Request) error {
+	opts, err := logsOptions(r)
+	if err != nil {
+		return err
+	}
+	return serveStream(w, r, func(ctx context.Context) (io.ReadCloser, error) {
+		return s.rack.ServiceLogs(ctx, r.PathValue("app"), r.PathValue("name"), opts)
+	})
+}
+
+func (s *Server) processRun(w http.ResponseWriter, r *http.Request) error {
+	h := r.Header
+	opts := ProcessRunOptions{Command: h.Get("Command"), Release: h.Get("Release")}
+	if env := h.Get("Environment"); env != "" {
+		vals, err := url.ParseQuery(env)
+		if err != nil {
+			return Errorf(ErrInvalid, "Environment must be url-encoded: %v", err)
+		}
+		opts.Environment = map[string]string{}
+		for k := range vals {
+			opts.Environment[k] = vals.Get(k)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		dst  *int
+	}{{"Height", &opts.Height}, {"Width", &opts.Width}} {
+		if v := h.Get(n.name); v != "" {
+			x, err := strconv.Atoi(v)
+			if err != nil {
+				return Errorf(ErrInvalid, "%s must be a number, got %q", n.name, v)
+			}
+			*n.dst = x
+		}
+	}
+	p, err := s.rack.ProcessRun(r.Context(), r.PathValue("app"), r.PathValue("service"), opts)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, p)
 }

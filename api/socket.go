@@ -133,6 +133,18 @@ func (o LogsOptions) headers() http.Header {
 // stream dials a socket route and returns its data as a reader that ends at
 // the server's end-of-stream frame.
 func (c *Client) stream(ctx context.Context, path string, h http.Header) (io.ReadCloser, error) {
+	conn, err := c.dial(ctx, path, h)
+	if err != nil {
+		return nil, err
+	}
+	s := &socketReader{conn: conn}
+	// Closing the connection is how a blocked Read is interrupted.
+	s.stop = context.AfterFunc(ctx, func() { s.Close() })
+	return s, nil
+}
+
+// dial opens a websocket to a socket route with the rack's credentials.
+func (c *Client) dial(ctx context.Context, path string, h http.Header) (*websocket.Conn, error) {
 	u := *c.base
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
 	u.Path += path
@@ -160,11 +172,7 @@ func (c *Client) stream(ctx context.Context, path string, h http.Header) (io.Rea
 		}
 		return nil, &ConnError{URL: c.URL(), Err: err}
 	}
-	s := &socketReader{conn: conn}
-	// Closing the connection is how a blocked Read is interrupted.
-	stop := context.AfterFunc(ctx, func() { s.Close() })
-	s.stop = stop
-	return s, nil
+	return conn, nil
 }
 
 type socketReader struct {

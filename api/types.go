@@ -192,3 +192,30 @@ type LogsOptions struct {
 	Since  *time.Duration
 	Tail   *int
 }
+
+// ProcessRunOptions start a one-off process (POST
+// /apps/{app}/services/{service}/processes, options as headers).
+type ProcessRunOptions struct {
+	Command     string
+	Release     string // default: the app's active release
+	Environment map[string]string
+	Height      int
+	Width       int
+}
+
+// ProcessExecOptions run a command in a process (SOCKET
+// /apps/{app}/processes/{pid}/exec, options as headers).
+type ProcessExecOptions struct {
+	// Entrypoint prepends the image's ENTRYPOINT to the command, as
+	// `convox run` does.
+	Entrypoint bool
+	Tty        bool
+	Height     int
+	Width      int
+	// DisableStdin runs the command with no input.
+	DisableStdin bool
+}
+
+// ExitMarker ends an exec stream: the text ExitMarker + ":" + code + "\n"
+// carries the command's exit code to the client (spec §2.2).
+const ExitMarker = "F1E49A85-0AD7-4AEF-A618-C249C6E6568D"

@@ -64,6 +64,23 @@ const DefaultDrainGrace = 30 * time.Second
 // target beats waiting.
 const dialTimeout = 3 * time.Second
 
+// Keep-alive probes start after keepAliveIdle without traffic and declare
+// the peer gone after keepAliveCount unanswered probes, keepAliveInterval
+// apart: Go's defaults, about two and a half minutes in all. They end the
+// connections of clients that vanished without a FIN or a reset.
+const (
+	keepAliveIdle     = 15 * time.Second
+	keepAliveInterval = 15 * time.Second
+	keepAliveCount    = 9
+)
+
+var keepAliveConfig = net.KeepAliveConfig{
+	Enable:   true,
+	Idle:     keepAliveIdle,
+	Interval: keepAliveInterval,
+	Count:    keepAliveCount,
+}
+
 // ErrClosed is returned by Set once Close or Shutdown has been called.
 var ErrClosed = errors.New("balancer: closed")
 
@@ -82,7 +99,7 @@ type Balancer struct {
 
 	// mu guards everything below and the mutable fields of listener, target
 	// and conn. It is held for bookkeeping only, never across a dial or a
-	// copy: three short critical sections per connection.
+	// copy: four short critical sections per connection.
 	mu       sync.Mutex
 	closed   bool
 	apps     map[string]map[int]*listener // app → port → accepting listener
@@ -97,7 +114,8 @@ func New(opts Options) *Balancer {
 		log:      opts.Log,
 		grace:    opts.DrainGrace,
 		bind:     opts.BindAddr,
-		dialer:   net.Dialer{Timeout: dialTimeout},
+		lc:       listenConfig(),
+		dialer:   net.Dialer{Timeout: dialTimeout, KeepAliveConfig: keepAliveConfig},
 		apps:     map[string]map[int]*listener{},
 		draining: map[*listener]struct{}{},
 		targets:  map[netip.AddrPort]*target{},
@@ -108,9 +126,8 @@ func New(opts Options) *Balancer {
 	if b.grace == 0 {
 		b.grace = DefaultDrainGrace
 	}
-	// Keep-alive stays on (Go's defaults, on both listeners and dialer) so
-	// that connections whose peer vanished are eventually noticed, and Go
-	// already disables Nagle on every TCP connection: the balancer forwards
+	// Keep-alive is on for both connections of a pair (see keepAliveIdle),
+	// and Go disables Nagle on every TCP connection: the balancer forwards
 	// bytes as they come.
 	return b
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -280,12 +281,19 @@ func TestBalancer_Set_KeepsListener(t *testing.T) {
 	set(t, b, "app", l)
 
 	// Clients connect without pause while the targets change: a rebind
-	// would refuse some of them.
-	ctx, cancel := context.WithCancel(context.Background())
+	// would refuse some of them, and a target picked from a stale
+	// configuration would fail others.
+	var done atomic.Int64
+	stop := make(chan struct{})
 	errs := make(chan error, 1)
 	go func() {
 		defer close(errs)
-		for n := 0; ctx.Err() == nil; n++ {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
 			if err != nil {
 				errs <- fmt.Errorf("connection %d: %w", n, err)
@@ -300,15 +308,20 @@ func TestBalancer_Set_KeepsListener(t *testing.T) {
 				errs <- fmt.Errorf("connection %d: %w", n, err)
 				return
 			}
+			done.Add(1)
 		}
 	}()
-	for i := range 200 {
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; done.Load() < 300 && time.Now().Before(deadline); i++ {
 		l.Targets = []netip.AddrPort{[]netip.AddrPort{a.addr, c.addr}[i%2]}
 		set(t, b, "app", l)
 	}
-	cancel()
+	close(stop)
 	if err := <-errs; err != nil {
 		t.Fatal(err)
+	}
+	if n := done.Load(); n < 300 {
+		t.Errorf("only %d connections during the Sets", n)
 	}
 }
 
@@ -386,6 +399,7 @@ func TestBalancer_TargetDrainGrace(t *testing.T) {
 
 func TestBalancer_RemovedListener(t *testing.T) {
 	a := startBackend(t, named("a"))
+	bb := startBackend(t, named("b"))
 	b := newBalancer(t, Options{})
 	port := freePort(t)
 	kept := freePort(t)
@@ -408,6 +422,12 @@ func TestBalancer_RemovedListener(t *testing.T) {
 	if got := askOnce(t, kept, "k"); got != "a:k" {
 		t.Errorf("kept port: got %q, want %q", got, "a:k")
 	}
+	// The port is free again at once, for this app or another, even with a
+	// connection still open on it.
+	set(t, b, "other", Listener{Name: "lb", Port: port, Targets: []netip.AddrPort{bb.addr}})
+	if got := askOnce(t, port, "again"); got != "b:again" {
+		t.Errorf("port reused by another app: got %q, want %q", got, "b:again")
+	}
 	for i := range 3 {
 		if got := inflight.ask(t, strconv.Itoa(i)); got != "a:"+strconv.Itoa(i) {
 			t.Errorf("in-flight connection on the removed port: got %q", got)
@@ -416,12 +436,6 @@ func TestBalancer_RemovedListener(t *testing.T) {
 	inflight.CloseWrite()
 	if rest, err := io.ReadAll(inflight.r); err != nil || len(rest) != 0 {
 		t.Errorf("in-flight connection end: got %q, %v; want a clean EOF", rest, err)
-	}
-
-	// The port is free again, for this app or another.
-	set(t, b, "other", Listener{Name: "lb", Port: port, Targets: []netip.AddrPort{a.addr}})
-	if got := askOnce(t, port, "again"); got != "a:again" {
-		t.Errorf("port reused by another app: got %q, want %q", got, "a:again")
 	}
 }
 
@@ -534,7 +548,11 @@ func TestBalancer_Close_NoGoroutineLeak(t *testing.T) {
 	half := dial(t, p2)
 	half.CloseWrite()
 
+	start := time.Now()
 	b.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v: it must close open connections, not wait for them", d)
+	}
 	b.Close() // idempotent
 	for _, c := range append(conns, &lineConn{TCPConn: half}) {
 		expectClosed(t, c)

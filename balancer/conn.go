@@ -3,9 +3,8 @@ package balancer
 import (
 	"context"
 	"io"
-	"os"
-	"strconv"
 	"net"
+	"sync/atomic"
 )
 
 // conn is one forwarded connection. It runs on two goroutines, one per
@@ -84,83 +83,71 @@ func (b *Balancer) untrack(c *conn) {
 	b.leave(c)
 }
 
-// maxRepicks bounds how often a connection starts over on a newer
-// configuration because the target it picked was removed meanwhile: that
-// takes a Set between loading the configuration and joining the target, so
-// even one retry is rare.
-const maxRepicks = 3
-
 // connect dials the targets of c's listener round robin, from the next one
 // in turn, until one accepts, and returns the connection, or nil when none
 // did or c was killed.
 func (b *Balancer) connect(ctx context.Context, c *conn) *net.TCPConn {
-	cfg := c.l.cfg.Load()
-	for range maxRepicks {
-		n := uint32(len(cfg.targets))
-		if n == 0 {
-			b.log.Debug("no target for a connection: the service has no healthy process",
-				"app", c.l.app, "balancer", cfg.name, "service", cfg.service, "port", c.l.port)
+	start := c.l.next.Add(1) - 1
+	var last error
+	for try := uint32(0); ; try++ {
+		t, cfg, killed := b.join(c, start, try)
+		if killed {
 			return nil
 		}
-		start := c.l.next.Add(1) - 1
-		stale := false
-		var last error
-		for i := range n {
-			t := cfg.targets[(start+i)%n]
-			ok, killed := b.join(c, t)
-			if killed {
-				return nil
+		if t == nil {
+			if try == 0 {
+				b.log.Debug("no target for a connection: the service has no healthy process",
+					"app", c.l.app, "balancer", cfg.name, "service", cfg.service, "port", c.l.port)
+			} else {
+				b.log.Warn("no target accepted a connection", "app", c.l.app, "balancer", cfg.name,
+					"service", cfg.service, "port", c.l.port, "tries", try, "err", last)
 			}
-			if !ok {
-				stale = true
-				break
-			}
-			// Dialer.DialTCP would bind a zero local address first, which
-			// costs a system call and draws the port from the pool shared by
-			// every destination.
-			nc, err := b.dialer.DialContext(ctx, "tcp", t.host)
-			if err == nil {
-				backend := nc.(*net.TCPConn)
-				if b.attach(c, backend) {
-					return backend
-				}
-				backend.Close()
-				return nil
-			}
-			b.mu.Lock()
-			b.leave(c)
-			b.mu.Unlock()
-			if ctx.Err() != nil {
-				return nil // killed while dialing
-			}
-			// Refused, most likely: the process is stopping or not yet
-			// removed after a crash. The next one may do.
-			last = err
-		}
-		if !stale {
-			b.log.Warn("no target accepted a connection", "app", c.l.app, "balancer", cfg.name,
-				"service", cfg.service, "port", c.l.port, "targets", n, "err", last)
 			return nil
 		}
-		cfg = c.l.cfg.Load()
+		// Dialer.DialTCP would bind a zero local address first, which costs
+		// a system call and draws the port from the pool shared by every
+		// destination.
+		nc, err := b.dialer.DialContext(ctx, "tcp", t.host)
+		if err == nil {
+			backend := nc.(*net.TCPConn)
+			if b.attach(c, backend) {
+				return backend
+			}
+			backend.Close()
+			return nil
+		}
+		b.mu.Lock()
+		b.leave(c)
+		b.mu.Unlock()
+		if ctx.Err() != nil {
+			return nil // killed while dialing
+		}
+		// Refused, most likely: the process is stopping, or crashed and is
+		// not out of the listener yet. The next one may do.
+		last = err
 	}
-	return nil
 }
 
-// join makes t c's target. It fails when t has been removed since c loaded
-// its configuration, or when c has been killed.
-func (b *Balancer) join(c *conn, t *target) (ok, killed bool) {
+// join makes the try-th target from start in the listener's current
+// configuration c's target, and returns it, or nil once every target has
+// been tried. Picking under the lock that Set holds to replace
+// configurations means the target cannot be removed between the pick and
+// the join, so Drain always sees the connection.
+func (b *Balancer) join(c *conn, start, try uint32) (t *target, cfg *config, killed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	cfg = c.l.cfg.Load()
 	if c.killed {
-		return false, true
+		return nil, cfg, true
 	}
-	if t.refs == 0 {
-		return false, false
+	n := uint32(len(cfg.targets))
+	if try >= n {
+		return nil, cfg, false
 	}
+	t = cfg.targets[(start+try)%n]
 	c.t = t
 	t.conns[c] = struct{}{}
-	return true, false
+	return t, cfg, false
 }
 
 // attach records c's connection to its target, so that kill closes it too.
@@ -197,18 +184,13 @@ func (b *Balancer) leave(c *conn) {
 // reply. The copies run on the *net.TCPConn values themselves, never on a
 // wrapper, so that io.Copy finds ReadFrom and WriteTo and Linux splices.
 func pipe(client, backend *net.TCPConn) {
-	if bufSize > 0 {
-		client.SetReadBuffer(bufSize)
-		client.SetWriteBuffer(bufSize)
-		backend.SetReadBuffer(bufSize)
-		backend.SetWriteBuffer(bufSize)
-	}
+	var ended atomic.Int32
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		forward(backend, client)
+		forward(backend, client, &ended)
 	}()
-	forward(client, backend)
+	forward(client, backend, &ended)
 	<-done
 	client.Close()
 	backend.Close()
@@ -216,26 +198,22 @@ func pipe(client, backend *net.TCPConn) {
 
 // forward copies src to dst until src's EOF, then shuts down dst's writing
 // side so that dst's peer sees the EOF too, and leaves the other direction
-// running. A failure (a reset, a write to a peer that is gone, a kill)
-// aborts both directions: both connections are closed with a reset, which
-// also ends the other direction's copy.
-func forward(dst, src *net.TCPConn) {
+// running. ended counts the directions that reached EOF: the second one
+// skips the shutdown, since pipe closes both connections at once, which
+// sends the same FIN for one system call less.
+//
+// A failure (a reset, a write to a peer that is gone, a kill) ends both
+// directions: both connections are closed, which also stops the other
+// direction's copy. The close is a plain one, not a forced reset, so that
+// bytes already forwarded still reach their peer; the kernel resets a
+// connection whose incoming bytes were left unread anyway.
+func forward(dst, src *net.TCPConn, ended *atomic.Int32) {
 	_, err := io.Copy(dst, src)
-	if err == nil {
+	if err == nil && ended.Add(1) == 1 {
 		err = dst.CloseWrite()
 	}
 	if err != nil {
-		src.SetLinger(0)
-		dst.SetLinger(0)
 		src.Close()
 		dst.Close()
-	}
-}
-
-var bufSize = 0
-
-func init() {
-	if v := os.Getenv("BUFSZ"); v != "" {
-		bufSize, _ = strconv.Atoi(v)
 	}
 }

@@ -11,12 +11,12 @@ import (
 // configurations that name it: its connections must be counted until they
 // end, or Drain could return while one of them still runs.
 //
-// Its fields are guarded by Balancer.mu. A connection joins a target under
-// that lock and only while refs > 0, and Set stores the configurations
-// without a target before dropping its last reference, under the same lock:
-// so either Drain sees the connection, or the connection sees the target
-// gone and picks again from the current configuration. Once removed and
-// drained, a target is forgotten; routing its address again makes a new one.
+// Its fields are guarded by Balancer.mu. A connection picks its target from
+// the listener's configuration and joins it under that lock, and Set
+// replaces configurations under the same lock: so a connection never joins a
+// removed target, and Drain sees every connection that joined. Once removed
+// and drained, a target is forgotten; routing its address again makes a new
+// one.
 type target struct {
 	addr  netip.AddrPort
 	host  string // addr.String(), for dialing

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/singlehost/convox/api"
 )
@@ -27,8 +28,8 @@ type Env struct {
 	Stdout io.Writer
 	Stderr io.Writer
 
-	// Getenv looks up an environment variable ("" if unset): RACK_URL and
-	// CONVOX_HOME.
+	// Getenv looks up an environment variable ("" if unset): RACK_URL,
+	// CONVOX_HOME and EDITOR.
 	Getenv func(key string) string
 
 	// Dir is the working directory, where `.convox/app` is looked up and
@@ -38,6 +39,17 @@ type Env struct {
 	// Connect returns a client for the rack. It is called only by commands
 	// that talk to the rack; nil means the usual resolution (see rack).
 	Connect func() (*api.Client, error)
+
+	// Now is the clock against which times are humanised ("2 minutes
+	// ago"); nil is time.Now.
+	Now func() time.Time
+}
+
+func (e *Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
 }
 
 // rack returns a client for the rack the CLI talks to: Connect if set, else
@@ -92,4 +104,24 @@ func (e *Env) app(args []string, flag string) (string, error) {
 		return "", errors.New("cannot tell which app: use --app")
 	}
 	return name, nil
+}
+
+// path resolves a path the user typed against the working directory.
+func (e *Env) path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(e.Dir, p)
+}
+
+// isTerminal reports whether a stream is a terminal rather than a pipe or
+// a file. Only an *os.File can be one, so the streams of in-process tests
+// never are.
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

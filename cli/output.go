@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -87,4 +88,71 @@ func writeInfo(w io.Writer, fields []field) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// ago humanises t as seen at now, in the words of go-humanize, which the
+// Convox CLI uses ("2 minutes ago", "3 hours ago", "2 days ago"), except
+// that under a second, or in the future (a rack clock slightly ahead), it
+// is "just now". A zero time is an empty cell.
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	const (
+		day   = 24 * time.Hour
+		week  = 7 * day
+		month = 30 * day
+		year  = 12 * month
+	)
+	d := now.Sub(t)
+	if d < time.Second {
+		return "just now"
+	}
+	for _, u := range []struct {
+		below, unit time.Duration
+		name        string
+	}{
+		{time.Minute, time.Second, "second"},
+		{time.Hour, time.Minute, "minute"},
+		{day, time.Hour, "hour"},
+		{week, day, "day"},
+		{month, week, "week"},
+		{year, month, "month"},
+		{18 * month, year, "year"},
+	} {
+		if d < u.below {
+			if n := int(d / u.unit); n > 1 {
+				return fmt.Sprintf("%d %ss ago", n, u.name)
+			}
+			return "1 " + u.name + " ago"
+		}
+	}
+	return fmt.Sprintf("%d years ago", max(2, int(d/year)))
+}
+
+// elapsed is how long something took, rounded to the second ("2m0s"), or
+// "" while it has not ended.
+func elapsed(start, end time.Time) string {
+	if start.IsZero() || end.IsZero() {
+		return ""
+	}
+	return end.Sub(start).Round(time.Second).String()
+}
+
+// progress is where a command reports its steps: stdout, or stderr under
+// --id, so that stdout carries only the release id (spec §3.1:
+// release=$(convox build --id)).
+func progress(env *Env, id bool) io.Writer {
+	if id {
+		return env.Stderr
+	}
+	return env.Stdout
+}
+
+// printID writes the result of an --id command: the id alone, with no
+// newline.
+func printID(env *Env, id bool, release string) {
+	if id {
+		io.WriteString(env.Stdout, release)
+	}
 }

@@ -144,6 +144,9 @@ func (e *Engine) convergeLocked(ctx context.Context, app string, duringRollback 
 	if a.Status == api.StatusDeleting || p != nil && p.State != store.PromotionDone && !duringRollback {
 		return nil
 	}
+	if err := e.reapRuns(ctx, app); err != nil {
+		return err
+	}
 	ps, err := e.processes(ctx, app, "service")
 	if err != nil {
 		return err
@@ -260,4 +263,24 @@ func (e *Engine) watchHealth(p Process, s serviceSpec) {
 		delete(e.checking, p.ID)
 		e.mu.Unlock()
 	}
+}
+
+// reapRuns removes one-off processes that have exited, once their output
+// is collected; running ones get a collector if a restart left them without.
+func (e *Engine) reapRuns(ctx context.Context, app string) error {
+	runs, err := e.processes(ctx, app, "run")
+	if err != nil {
+		return err
+	}
+	for _, p := range runs {
+		if p.Running() {
+			e.collect(p)
+			continue
+		}
+		e.event(app, "run", "One-off process %s exited with code %d", p.Labels[LabelProcess], p.ExitCode)
+		if err := e.removeProcess(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -355,13 +355,9 @@ func (e *Engine) rolloutService(ctx context.Context, pl *plan, s serviceSpec, p 
 			old = old[n:]
 			continue
 		}
-		batch := make([]Process, 0, min(room, s.Count-len(cur)))
-		for range cap(batch) {
-			proc, pid, err := e.startService(ctx, pl, s, p.ID)
-			if err != nil {
-				return fmt.Errorf("starting a process of %s: %w", s.Name, withPid(pid, err))
-			}
-			batch = append(batch, proc)
+		batch, err := e.startBatch(ctx, pl, s, p.ID, min(room, s.Count-len(cur)))
+		if err != nil {
+			return err
 		}
 		if err := e.waitAllHealthy(ctx, pl.App, s, batch); err != nil {
 			return err
@@ -420,6 +416,7 @@ func (e *Engine) waitAllHealthy(ctx context.Context, app string, s serviceSpec, 
 func (e *Engine) waitHealthy(ctx context.Context, app string, s serviceSpec, p Process) error {
 	pid := p.Labels[LabelProcess]
 	start := time.Now()
+	wait := 12500 * time.Microsecond
 	var last error
 	for {
 		cur, err := e.runtime.ProcessInspect(ctx, p.ID)
@@ -443,9 +440,10 @@ func (e *Engine) waitHealthy(ctx context.Context, app string, s serviceSpec, p P
 			e.markHealthy(ctx, s, cur)
 			return nil
 		}
-		// Poll briskly during the grace period, so a fast process is
-		// ready fast; after it, every interval as the manifest says.
-		wait := 250 * time.Millisecond
+		// Poll briskly during the grace period, from 25 ms doubling to
+		// 250 ms, so a fast process is ready fast; after it, every
+		// interval as the manifest says.
+		wait = min(wait*2, 250*time.Millisecond)
 		if time.Since(start) > s.Health.Grace && s.Health.Interval > wait {
 			wait = s.Health.Interval
 		}
@@ -486,4 +484,33 @@ func (e *Engine) crashed(ctx context.Context, app string, p Process) error {
 		msg += "; its last output:\n" + tail
 	}
 	return errors.New(msg)
+}
+
+// startBatch starts n processes of s at once; if one fails to start, the
+// others are stopped and the error returned.
+func (e *Engine) startBatch(ctx context.Context, pl *plan, s serviceSpec, deploy string, n int) ([]Process, error) {
+	procs := make([]Process, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			proc, pid, err := e.startService(ctx, pl, s, deploy)
+			if err != nil {
+				err = fmt.Errorf("starting a process of %s: %w", s.Name, withPid(pid, err))
+			}
+			procs[i], errs[i] = proc, err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for i, p := range procs {
+			if errs[i] == nil {
+				_ = e.stopProcess(ctx, p, time.Second, "rollout failed")
+			}
+		}
+		return nil, err
+	}
+	return procs, nil
 }

@@ -187,8 +187,10 @@ func (p Process) Running() bool { return p.State == StateRunning }
 type ExecOptions struct {
 	Command []string
 	Env     map[string]string // added to the process's environment
-	// Tty allocates a pseudo-terminal of Height×Width: stdout and stderr
-	// are then one stream, written to Stdout.
+	// Tty allocates a pseudo-terminal of Height×Width (24×80 when zero):
+	// stdout and stderr are then one stream, written to Stdout, and the
+	// end of Stdin does not end the command's input: as on a real
+	// terminal, a ^D in Stdin does.
 	Tty           bool
 	Height, Width int
 	Stdin         io.Reader // nil: no stdin (the command sees EOF)

@@ -89,3 +89,7 @@ func quoteWords(args []string) string {
 	}
 	return strings.Join(quoted, " ")
 }
+
+// SplitWords splits a command line into arguments by the rules Service.Args
+// uses, for commands that do not come from a manifest (`convox run`).
+func SplitWords(s string) ([]string, error) { return splitWords(s) }

@@ -127,6 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("opening the log store: %w", err)
 	}
 	defer appLogs.Close()
+	log = slog.New(teeHandler{Handler: log.Handler(), store: appLogs})
 
 	eng := engine.New(engine.Config{
 		Rack:           cfg.Name,
