@@ -27,8 +27,9 @@ var ours = map[string][]string{
 	"logs":      {},
 	"docker":    {"engine"},
 	"rack":      {"api", "engine", "store", "docker", "manifest", "router", "balancer", "storage", "scheduler", "logs"},
-	// e2e drives the built binary only, as a user would.
-	"e2e": {},
+	// e2e and bench drive the built binary only, as a user would.
+	"e2e":   {},
+	"bench": {},
 }
 
 // owners names the one package of ours allowed to import each third-party
