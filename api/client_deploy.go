@@ -221,3 +221,8 @@ func (c *Client) ProcessRun(ctx context.Context, app, service string, opts Proce
 	var p Process
 	return &p, decode(res, &p)
 }
+
+func (c *Client) BalancerList(ctx context.Context, app string) ([]Balancer, error) {
+	var bs []Balancer
+	return bs, c.call(ctx, http.MethodGet, appPath(app, "balancers"), nil, &bs)
+}

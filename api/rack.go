@@ -57,4 +57,6 @@ type Rack interface {
 	ServiceUpdate(ctx context.Context, app, name string, opts ServiceUpdateOptions) error
 	ServiceRestart(ctx context.Context, app, name string) error
 	ServiceLogs(ctx context.Context, app, name string, opts LogsOptions) (io.ReadCloser, error)
+
+	BalancerList(ctx context.Context, app string) ([]Balancer, error)
 }

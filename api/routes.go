@@ -50,6 +50,8 @@ func (s *Server) routes() {
 	s.handle("PUT /apps/{app}/services/{name}", s.serviceUpdate)
 	s.handle("POST /apps/{app}/services/{name}/restart", s.serviceRestart)
 	s.handle("GET /apps/{app}/services/{name}/logs", s.serviceLogs)
+
+	s.handle("GET /apps/{app}/balancers", s.balancerList)
 }
 
 func (s *Server) auth(w http.ResponseWriter, r *http.Request) error {
@@ -444,4 +446,15 @@ func (s *Server) processRun(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, p)
+}
+
+func (s *Server) balancerList(w http.ResponseWriter, r *http.Request) error {
+	bs, err := s.rack.BalancerList(r.Context(), r.PathValue("app"))
+	if err != nil {
+		return err
+	}
+	if bs == nil {
+		bs = []Balancer{}
+	}
+	return writeJSON(w, bs)
 }

@@ -219,3 +219,18 @@ type ProcessExecOptions struct {
 // ExitMarker ends an exec stream: the text ExitMarker + ":" + code + "\n"
 // carries the command's exit code to the client (spec §2.2).
 const ExitMarker = "F1E49A85-0AD7-4AEF-A618-C249C6E6568D"
+
+// Balancer is a TCP load balancer of an app (spec §2.4).
+type Balancer struct {
+	Name     string         `json:"name"`
+	Endpoint string         `json:"endpoint"`
+	Ports    []BalancerPort `json:"ports"`
+	Service  string         `json:"service"`
+}
+
+// BalancerPort forwards Source on the host to Target on the service.
+type BalancerPort struct {
+	Protocol string `json:"protocol"`
+	Source   int    `json:"source"`
+	Target   int    `json:"target"`
+}

@@ -139,6 +139,11 @@ func (e *Engine) AppDelete(ctx context.Context, name string) error {
 	if e.routes != nil {
 		e.routes.SetRoutes(name, nil)
 	}
+	if e.balancers != nil {
+		if err := e.balancers.Set(ctx, name, nil); err != nil {
+			e.log.Warn("closing the balancers of a deleted app", "app", name, "error", err)
+		}
+	}
 	e.mu.Lock()
 	for id, h := range e.healthy {
 		if h.app == name {

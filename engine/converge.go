@@ -235,9 +235,6 @@ func (e *Engine) convergeLocked(ctx context.Context, app string, duringRollback 
 // processes converge starts or adopts after a daemon restart are not
 // waited for inline.
 func (e *Engine) watchHealth(p Process, s serviceSpec) {
-	if s.Port == 0 {
-		return
-	}
 	e.mu.Lock()
 	_, healthy := e.healthy[p.ID]
 	if healthy || e.checking[p.ID] {

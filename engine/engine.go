@@ -33,12 +33,13 @@ type Config struct {
 	// when a promote does not say; default 5 minutes.
 	PromoteTimeout time.Duration
 
-	Store   *store.Store
-	Runtime Runtime
-	Objects Objects
-	Routes  Routes // nil: no HTTP routing
-	Logs    *logs.Store
-	Log     *slog.Logger
+	Store     *store.Store
+	Runtime   Runtime
+	Objects   Objects
+	Routes    Routes    // nil: no HTTP routing
+	Balancers Balancers // nil: no TCP balancers
+	Logs      *logs.Store
+	Log       *slog.Logger
 }
 
 // Engine implements api.Rack. Its background work (builds, rollouts,
@@ -53,6 +54,7 @@ type Engine struct {
 	ca             string
 	objects        Objects
 	routes         Routes
+	balancers      Balancers
 	logs           *logs.Store
 	log            *slog.Logger
 
@@ -98,6 +100,7 @@ func New(cfg Config) *Engine {
 		ca:             cfg.CA,
 		objects:        cfg.Objects,
 		routes:         cfg.Routes,
+		balancers:      cfg.Balancers,
 		healthy:        map[string]healthyProcess{},
 		checking:       map[string]bool{},
 		logs:           cfg.Logs,

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"net/netip"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,10 +18,11 @@ import (
 // release's manifest, env and the app's scale overrides. It is derived, never
 // stored: the release and the store's scales are the truth.
 type plan struct {
-	App      string
-	Release  string
-	Build    string
-	Services []serviceSpec
+	App       string
+	Release   string
+	Build     string
+	Services  []serviceSpec
+	Balancers []balancerSpec
 }
 
 // serviceSpec is one service of a plan, in runtime terms.
@@ -178,6 +181,33 @@ func (e *Engine) planTx(tx *store.Tx, app string, rel *api.Release) (*plan, erro
 			spec.Volumes = append(spec.Volumes, e.volumeMount(app, s.Name, v))
 		}
 		pl.Services = append(pl.Services, spec)
+	}
+	for _, b := range m.Balancers {
+		bs := balancerSpec{Name: b.Name, Service: b.Service, Ports: map[int]int{}}
+		for _, p := range b.Ports {
+			if p.Protocol == "" || p.Protocol == "tcp" {
+				bs.Ports[p.Listen] = p.Target
+			}
+		}
+		for _, w := range b.Whitelist {
+			if p, err := netip.ParsePrefix(w); err == nil {
+				bs.Whitelist = append(bs.Whitelist, p)
+			}
+		}
+		pl.Balancers = append(pl.Balancers, bs)
+		// A balancer's target ports are published on loopback too, where
+		// the balancer reaches them.
+		for i := range pl.Services {
+			if pl.Services[i].Name != b.Service {
+				continue
+			}
+			for _, t := range bs.Ports {
+				if !slices.Contains(pl.Services[i].Ports, t) && t != pl.Services[i].Port {
+					pl.Services[i].Ports = append(pl.Services[i].Ports, t)
+				}
+			}
+			sort.Ints(pl.Services[i].Ports)
+		}
 	}
 	return pl, nil
 }

@@ -50,9 +50,16 @@ func (e *Engine) ReleasePromote(ctx context.Context, app, id string, opts api.Re
 				return api.Errorf(api.ErrInvalid, "can not promote an older release, try rollback")
 			}
 		}
-		// A release that cannot run is refused now, not after a rollout.
-		if _, err := e.planTx(tx, app, rel); err != nil {
+		// A release that cannot run is refused now, not after a rollout:
+		// its balancers' ports are bound before anything changes.
+		pl, err := e.planTx(tx, app, rel)
+		if err != nil {
 			return err
+		}
+		if e.balancers != nil {
+			if err := e.balancers.Set(ctx, app, e.listeners(app, pl)); err != nil {
+				return api.Errorf(api.ErrConflict, "%v", err)
+			}
 		}
 		now := time.Now().UTC()
 		if err := tx.PutPromotion(&store.Promotion{
@@ -431,6 +438,7 @@ func (e *Engine) waitHealthy(ctx context.Context, app string, s serviceSpec, p P
 		}
 		if s.Port == 0 {
 			if time.Since(start) >= time.Second {
+				e.markHealthy(ctx, s, cur)
 				return nil
 			}
 		} else if addr, ok := cur.Ports[s.HealthPort]; !ok {

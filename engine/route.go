@@ -30,21 +30,19 @@ type Route struct {
 }
 
 // healthyProcess is a process that passed its health check and so takes
-// traffic.
+// traffic: HTTP on its main port (target, zero if none), TCP from
+// balancers on its other published ports.
 type healthyProcess struct {
 	app, service string
 	target       netip.AddrPort
+	ports        map[int]netip.AddrPort
 }
 
 // markHealthy routes traffic to p, which passed its health check.
 func (e *Engine) markHealthy(ctx context.Context, s serviceSpec, p Process) {
-	addr, ok := p.Ports[s.Port]
-	if s.Port == 0 || !ok {
-		return
-	}
 	app := p.Labels[LabelApp]
 	e.mu.Lock()
-	e.healthy[p.ID] = healthyProcess{app: app, service: s.Name, target: addr}
+	e.healthy[p.ID] = healthyProcess{app: app, service: s.Name, target: p.Ports[s.Port], ports: p.Ports}
 	e.mu.Unlock()
 	e.publishRoutes(ctx, app)
 }
@@ -57,26 +55,34 @@ func (e *Engine) unroute(ctx context.Context, p Process, grace time.Duration) {
 	h, ok := e.healthy[p.ID]
 	delete(e.healthy, p.ID)
 	e.mu.Unlock()
-	if !ok || e.routes == nil {
+	if !ok {
 		return
 	}
 	e.publishRoutes(ctx, h.app)
 	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
-	if err := e.routes.Drain(ctx, h.target); err != nil && ctx.Err() == nil {
-		e.log.Warn("draining a process", "process", p.Labels[LabelProcess], "error", err)
+	if e.routes != nil && h.target.IsValid() {
+		if err := e.routes.Drain(ctx, h.target); err != nil && ctx.Err() == nil {
+			e.log.Warn("draining a process", "process", p.Labels[LabelProcess], "error", err)
+		}
+	}
+	if e.balancers != nil {
+		for _, addr := range h.ports {
+			if err := e.balancers.Drain(ctx, addr); err != nil && ctx.Err() == nil {
+				e.log.Warn("draining a process's connections", "process", p.Labels[LabelProcess], "error", err)
+			}
+		}
 	}
 }
 
 // publishRoutes gives the router app's current table: one route per public
 // service of the active release, to its healthy processes.
 func (e *Engine) publishRoutes(ctx context.Context, app string) {
-	if e.routes == nil {
-		return
-	}
 	a, err := e.AppGet(ctx, app)
 	if err != nil || a.Release == "" {
-		e.routes.SetRoutes(app, nil)
+		if e.routes != nil {
+			e.routes.SetRoutes(app, nil)
+		}
 		return
 	}
 	pl, err := e.plan(ctx, app, a.Release)
@@ -84,10 +90,20 @@ func (e *Engine) publishRoutes(ctx context.Context, app string) {
 		e.log.Warn("routing", "app", app, "error", err)
 		return
 	}
+	if e.balancers != nil {
+		// The ports were bound when the release was promoted; only
+		// targets change here, which cannot fail for want of a port.
+		if err := e.balancers.Set(ctx, app, e.listeners(app, pl)); err != nil {
+			e.log.Warn("balancers", "app", app, "error", err)
+		}
+	}
+	if e.routes == nil {
+		return
+	}
 	targets := map[string][]netip.AddrPort{}
 	e.mu.Lock()
 	for _, h := range e.healthy {
-		if h.app == app {
+		if h.app == app && h.target.IsValid() {
 			targets[h.service] = append(targets[h.service], h.target)
 		}
 	}

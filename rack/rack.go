@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/singlehost/convox/api"
+	"github.com/singlehost/convox/balancer"
 	"github.com/singlehost/convox/docker"
 	"github.com/singlehost/convox/engine"
 	"github.com/singlehost/convox/logs"
@@ -37,6 +38,8 @@ type Config struct {
 	LogBytes int64
 	// RouterHTTP and RouterHTTPS are the router's listen addresses.
 	RouterHTTP, RouterHTTPS string
+	// BalancerBind is the address balancers listen on ("" = all).
+	BalancerBind string
 	// ConvoxConfig is the official CLI's settings directory, where the rack
 	// registers itself; empty means the CLI's own default.
 	ConvoxConfig string
@@ -116,6 +119,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	rtr := router.New(router.Options{Log: log.With("component", "router"), CA: ca, HTTPSPort: listenerPort(httpsLn)})
 
+	lb := balancer.New(balancer.Options{Log: log.With("component", "balancer"), BindAddr: cfg.BalancerBind})
+	defer lb.Close()
+
 	objects, err := storage.NewFS(filepath.Join(cfg.Home, "objects"))
 	if err != nil {
 		ln.Close()
@@ -137,6 +143,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Runtime:        rt,
 		Objects:        objects,
 		Routes:         routes{rtr},
+		Balancers:      balancers{lb},
 		Logs:           appLogs,
 		CA:             string(ca.PEM()),
 		Log:            log.With("component", "engine"),

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/singlehost/convox/balancer"
 	"github.com/singlehost/convox/engine"
 	"github.com/singlehost/convox/router"
 )
@@ -101,4 +102,19 @@ func listenerPort(ln net.Listener) int {
 	_, p, _ := net.SplitHostPort(ln.Addr().String())
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// balancers adapts the balancer to the engine's Balancers interface.
+type balancers struct{ b *balancer.Balancer }
+
+func (a balancers) Set(ctx context.Context, app string, ls []engine.Listener) error {
+	out := make([]balancer.Listener, len(ls))
+	for i, l := range ls {
+		out[i] = balancer.Listener{Name: l.Name, Service: l.Service, Port: l.Port, Targets: l.Targets, Whitelist: l.Whitelist}
+	}
+	return a.b.Set(ctx, app, out)
+}
+
+func (a balancers) Drain(ctx context.Context, target netip.AddrPort) error {
+	return a.b.Drain(ctx, target)
 }
