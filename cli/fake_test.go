@@ -98,7 +98,6 @@ func newDeployRack(apps ...api.App) *deployRack {
 		releases: []api.Release{releaseNewest, releaseActive, releaseEmpty},
 		objects:  map[string][]byte{},
 		buildLog: "Building: .\nStep 1/2 : FROM debian\nSuccessfully built 0123456789ab\n",
-		updating: 1,
 		processes: []api.Process{
 			{Id: "web-6499468bf8-8wkjj", App: "myapp", Name: "web", Status: "running", Release: "RABCDEFGHI",
 				Started: testNow.Add(-2 * time.Hour), Command: "bin/web", Instance: "localhost"},

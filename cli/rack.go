@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/singlehost/convox/api"
 )
 
 // newRackCommand builds `convox rack`, which shows the rack, with the
@@ -21,6 +24,67 @@ func newRackCommand(env *Env, start *cobra.Command) *cobra.Command {
 	if start != nil {
 		cmd.AddCommand(start)
 	}
+	cmd.AddCommand(newRackCACommand(env), newRackLogsCommand(env))
+	return cmd
+}
+
+// newRackCACommand prints the CA that signs the router's certificates, so a
+// browser or curl can be told to trust it.
+func newRackCACommand(env *Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ca",
+		Short: "Print the certificate of the CA that signs the router's certificates",
+		Long: `Print the PEM certificate of the rack's own CA. Trust it to reach services over
+HTTPS without warnings, e.g.:
+
+  convox rack ca > rack-ca.pem
+  curl --cacert rack-ca.pem https://web.myapp.localhost`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := env.rack()
+			if err != nil {
+				return err
+			}
+			pem, err := r.SystemCA(cmd.Context())
+			if err != nil {
+				return err
+			}
+			_, err = env.Stdout.Write(pem)
+			return err
+		},
+	}
+}
+
+// newRackLogsCommand streams the rack daemon's own log.
+func newRackLogsCommand(env *Env) *cobra.Command {
+	var opts logsOptions
+	var tail int
+	cmd := &cobra.Command{
+		Use:   "logs",
+		Short: "Show the rack's own log and follow it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := env.rack()
+			if err != nil {
+				return err
+			}
+			follow, prefix := !opts.noFollow, true
+			lo := api.LogsOptions{Filter: opts.filter, Follow: &follow, Prefix: &prefix, Since: &opts.since}
+			if cmd.Flags().Changed("tail") {
+				lo.Tail = &tail
+			}
+			logs, err := r.SystemLogs(cmd.Context(), lo)
+			if err != nil {
+				return err
+			}
+			defer logs.Close()
+			return copyStream(cmd.Context(), env.Stdout, logs)
+		},
+	}
+	cmd.Flags().StringVar(&opts.filter, "filter", "", "only lines containing this text")
+	cmd.Flags().DurationVar(&opts.since, "since", 2*time.Minute, "how far back the history starts")
+	cmd.Flags().BoolVar(&opts.noFollow, "no-follow", false, "stop at the end of the history")
+	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N lines of the history")
 	return cmd
 }
 

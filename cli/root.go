@@ -60,8 +60,11 @@ func Run(ctx context.Context, args []string, env Env, start *cobra.Command) int 
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(env.Stderr, "ERROR: %s\n", errorMessage(err))
-		return 1
+		code, quiet := exitCode(err)
+		if !quiet {
+			fmt.Fprintf(env.Stderr, "ERROR: %s\n", errorMessage(err))
+		}
+		return code
 	}
 	return 0
 }
@@ -86,13 +89,16 @@ this machine.`,
 	root.AddCommand(
 		newAppsCommand(env),
 		newBuildCommand(env),
+		newBalancersCommand(env),
 		newBuildsCommand(env),
 		newDeployCommand(env),
 		newEnvCommand(env),
+		newExecCommand(env),
 		newLogsCommand(env),
 		newPsCommand(env),
 		newReleasesCommand(env),
 		newRestartCommand(env),
+		newRunCommand(env),
 		newScaleCommand(env),
 		newServicesCommand(env),
 		newRackCommand(env, start),

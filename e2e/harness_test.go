@@ -145,6 +145,12 @@ func (r *rack) start() {
 	r.t.Helper()
 	r.spawn(nil)
 	r.t.Cleanup(func() { r.stop() })
+	r.waitUp()
+}
+
+// waitUp waits until a spawned daemon's API answers.
+func (r *rack) waitUp() {
+	r.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		select {

@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/singlehost/convox/api"
 	"github.com/singlehost/convox/logs"
@@ -107,7 +110,16 @@ func (e *Engine) ProcessExec(ctx context.Context, app, pid, command string, rw i
 			args = append(append([]string{}, img.Entrypoint...), words...)
 		}
 	}
-	eo := ExecOptions{Command: args, Tty: opts.Tty, Height: opts.Height, Width: opts.Width, Stdout: rw, Stderr: rw}
+	var out io.Writer = rw
+	if p.Labels[LabelType] == "run" && e.logs != nil {
+		// `convox run` executes its command in a waiting process, so the
+		// command's output is the exec session's: it belongs in the
+		// app's log like any process's.
+		lw := &lineLog{store: e.logs, app: app, stream: "service/" + p.Labels[LabelService] + "/" + pid}
+		defer lw.flush()
+		out = io.MultiWriter(rw, lw)
+	}
+	eo := ExecOptions{Command: args, Tty: opts.Tty, Height: opts.Height, Width: opts.Width, Stdout: out, Stderr: out}
 	if !opts.DisableStdin {
 		eo.Stdin = rw
 	}
@@ -149,4 +161,42 @@ func (e *Engine) SystemCA(ctx context.Context) ([]byte, error) {
 		return nil, api.Errorf(api.ErrNotFound, "this rack has no router CA")
 	}
 	return []byte(e.ca), nil
+}
+
+// lineLog appends what is written to it to an app's log, a line at a time.
+// The runtime writes stdout and stderr from two goroutines, hence the lock.
+type lineLog struct {
+	mu     sync.Mutex
+	store  *logs.Store
+	app    string
+	stream string
+	buf    []byte
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.append(string(l.buf[:i]))
+		l.buf = l.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (l *lineLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.append(string(l.buf))
+		l.buf = nil
+	}
+}
+
+func (l *lineLog) append(line string) {
+	_ = l.store.Append(l.app, logs.Entry{Time: time.Now().UTC(), Stream: l.stream, Message: strings.TrimRight(line, "\r")})
 }

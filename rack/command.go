@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -48,6 +49,7 @@ Every flag can also be set in the environment variable shown in brackets.`,
 	f.StringVar(&cfg.Domain, "domain", envOr("CONVOX_DOMAIN", "localhost"), "router domain: services answer at <service>.<app>.<domain> [CONVOX_DOMAIN]")
 	f.StringVar(&cfg.RouterHTTP, "router-http", envOr("CONVOX_ROUTER_HTTP", defaultRouterHTTP), "address of the HTTP router [CONVOX_ROUTER_HTTP] (falls back to "+fallbackRouterHTTP+" when the default cannot be bound)")
 	f.StringVar(&cfg.RouterHTTPS, "router-https", envOr("CONVOX_ROUTER_HTTPS", defaultRouterHTTPS), "address of the HTTPS router [CONVOX_ROUTER_HTTPS] (falls back to "+fallbackRouterHTTPS+" when the default cannot be bound)")
+	f.Int64Var(&cfg.LogBytes, "log-max-bytes", envInt("CONVOX_LOG_MAX_BYTES"), "bytes of logs kept per app, oldest dropped first; 0 means 64 MiB [CONVOX_LOG_MAX_BYTES]")
 	f.StringVar(&cfg.BalancerBind, "balancer-bind", os.Getenv("CONVOX_BALANCER_BIND"), "address balancers listen on; empty means every interface [CONVOX_BALANCER_BIND]")
 	f.StringSliceVar(&images, "resource-image", splitList(os.Getenv("CONVOX_RESOURCE_IMAGES")), "image for a resource type, TYPE=IMAGE, repeatable [CONVOX_RESOURCE_IMAGES, comma-separated]")
 	return cmd
@@ -58,6 +60,11 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+func envInt(key string) int64 {
+	n, _ := strconv.ParseInt(os.Getenv(key), 10, 64)
+	return n
 }
 
 func splitList(s string) []string {

@@ -9,6 +9,7 @@
 //	HEALTH_FAIL  "1": GET /health answers 500
 //	CRASH        "1": exit 3 at once
 //	COUNT_TO     print "line N" for N = 1..COUNT_TO at start (log tests)
+//	TICK_MS      print "tick N" every TICK_MS milliseconds, N = 1, 2, …
 package main
 
 import (
@@ -31,6 +32,14 @@ func main() {
 		for i := 1; i <= n; i++ {
 			fmt.Printf("line %d\n", i)
 		}
+	}
+	if ms, _ := strconv.Atoi(os.Getenv("TICK_MS")); ms > 0 {
+		go func() {
+			for i := 1; ; i++ {
+				fmt.Printf("tick %d\n", i)
+				time.Sleep(time.Duration(ms) * time.Millisecond)
+			}
+		}()
 	}
 	if d, _ := strconv.Atoi(os.Getenv("START_DELAY")); d > 0 {
 		fmt.Printf("waiting %ds before listening\n", d)

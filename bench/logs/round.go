@@ -1,0 +1,604 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// bench holds what every round needs.
+type bench struct {
+	rack    *rack
+	dockerd int // pid of dockerd; 0 if not found (its CPU is then not reported)
+	// cliPromote promotes with `convox env set … --promote` (whose own
+	// log stream the daemon then serves too) instead of the API call.
+	cliPromote bool
+	image      string // the chatty app's image, for the plain rounds
+}
+
+// idleWindow is how long the daemon's and dockerd's idle CPU rate is
+// measured before each round.
+const idleWindow = 3 * time.Second
+
+// cpuSample is the CPU time used so far by the daemon and by dockerd.
+type cpuSample struct {
+	at              time.Time
+	daemon, dockerd time.Duration
+}
+
+func (b *bench) sample() cpuSample {
+	return cpuSample{at: time.Now(), daemon: cpuTime(b.rack.pid()), dockerd: cpuTime(b.dockerd)}
+}
+
+// idleRate is CPU time per wall time (a ratio), at rest.
+type idleRate struct{ daemon, dockerd float64 }
+
+func (b *bench) idle(ctx context.Context) (idleRate, error) {
+	s0 := b.sample()
+	if err := sleep(ctx, idleWindow); err != nil {
+		return idleRate{}, err
+	}
+	s1 := b.sample()
+	ratio := func(a, b time.Duration) float64 {
+		if a == unknown || b == unknown {
+			return 0
+		}
+		return float64(b-a) / float64(s1.at.Sub(s0.at))
+	}
+	return idleRate{daemon: ratio(s0.daemon, s1.daemon), dockerd: ratio(s0.dockerd, s1.dockerd)}, nil
+}
+
+// used is the CPU time between two samples, minus the idle rate over the
+// same wall time.
+func used(from, to time.Duration, rate float64, wall time.Duration) time.Duration {
+	if from == unknown || to == unknown {
+		return unknown
+	}
+	return to - from - time.Duration(rate*float64(wall))
+}
+
+// quiesce waits, at most 15 s, until neither the daemon nor dockerd has
+// used more than two clock ticks of CPU in half a second: the work a
+// round leaves behind (a late stream, a removal) must not count as the
+// next one's idle rate, nor escape the read-back.
+func (b *bench) quiesce(ctx context.Context) error {
+	deadline := time.Now().Add(15 * time.Second)
+	prev := b.sample()
+	for time.Now().Before(deadline) {
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+		cur := b.sample()
+		if cur.daemon-prev.daemon <= 2*clockTick && cur.dockerd-prev.dockerd <= 2*clockTick {
+			return nil
+		}
+		prev = cur
+	}
+	logf("the daemon or dockerd is still busy after 15 s; going on")
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// check is how a reader's copy of "line 1".."line N" came out.
+type check struct {
+	n        int
+	got      int // lines "line K", 1 ≤ K ≤ N, counted with repeats
+	missing  int // K never seen
+	dups     int // lines seen more than once (each extra copy)
+	disorder int // lines with a K lower than the one before
+	stray    int // lines "line K" with K outside 1..N
+	seen     []uint8
+	prev     int
+}
+
+func newCheck(n int) *check { return &check{n: n, seen: make([]uint8, n+1)} }
+
+// add counts msg if it is "line K"; it returns K, or 0.
+func (c *check) add(msg []byte) int {
+	msg = bytes.TrimRight(msg, "\r\n")
+	digits, ok := bytes.CutPrefix(msg, []byte("line "))
+	if !ok {
+		return 0
+	}
+	k, err := strconv.Atoi(string(digits))
+	if err != nil {
+		return 0
+	}
+	if k < 1 || k > c.n {
+		c.stray++
+		return 0
+	}
+	c.got++
+	if c.seen[k] > 0 {
+		c.dups++
+	}
+	if c.seen[k] < 255 {
+		c.seen[k]++
+	}
+	if k < c.prev {
+		c.disorder++
+	}
+	c.prev = k
+	return k
+}
+
+// finish counts the lines never seen.
+func (c *check) finish() *check {
+	c.missing = 0
+	for k := 1; k <= c.n; k++ {
+		if c.seen[k] == 0 {
+			c.missing++
+		}
+	}
+	return c
+}
+
+func (c *check) ok() bool {
+	return c.missing == 0 && c.dups == 0 && c.disorder == 0 && c.stray == 0
+}
+
+func (c *check) String() string {
+	s := fmt.Sprintf("%d of %d lines", c.got-c.dups, c.n)
+	if c.ok() {
+		return s + ", each once, in order"
+	}
+	return fmt.Sprintf("%s: %d missing, %d duplicated, %d out of order, %d stray", s, c.missing, c.dups, c.disorder, c.stray)
+}
+
+// firstMissing lists up to max K never seen, as ranges.
+func (c *check) firstMissing(max int) string {
+	var out []string
+	for k := 1; k <= c.n && len(out) < max; k++ {
+		if c.seen[k] != 0 {
+			continue
+		}
+		j := k
+		for j < c.n && c.seen[j+1] == 0 {
+			j++
+		}
+		if j == k {
+			out = append(out, strconv.Itoa(k))
+		} else {
+			out = append(out, fmt.Sprintf("%d–%d", k, j))
+		}
+		k = j
+	}
+	return strings.Join(out, ", ")
+}
+
+// dockerLogs is a `docker logs -f --timestamps` process reading a
+// container until it has printed "line N".
+type dockerLogs struct {
+	cmd    *exec.Cmd
+	done   chan struct{}
+	at     time.Time     // when "line N" reached the benchmark
+	cpu    time.Duration // the docker CLI's utime+stime then
+	check  *check
+	err    error
+	stderr bytes.Buffer
+}
+
+func followDocker(ctx context.Context, id string, n int) (*dockerLogs, error) {
+	d := &dockerLogs{done: make(chan struct{}), check: newCheck(n)}
+	d.cmd = exec.CommandContext(ctx, "docker", "logs", "-f", "--timestamps", id)
+	d.cmd.Stderr = &d.stderr
+	out, err := d.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(d.done)
+		br := bufio.NewReaderSize(out, 1<<20)
+		for {
+			line, err := br.ReadSlice('\n')
+			// "<RFC 3339 time> line K"
+			if _, msg, ok := bytes.Cut(line, []byte(" ")); ok && d.check.add(msg) == n {
+				d.at = time.Now()
+				d.cpu = cpuTime(d.cmd.Process.Pid)
+				break
+			}
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err != nil {
+				d.err = fmt.Errorf("docker logs -f ended before line %d: %v %s", n, err, strings.TrimSpace(d.stderr.String()))
+				break
+			}
+		}
+		d.check.finish()
+		_ = d.cmd.Process.Kill()
+		_, _ = io.Copy(io.Discard, out)
+		_ = d.cmd.Wait()
+	}()
+	return d, nil
+}
+
+// stamped is an output line and when it reached the benchmark.
+type stamped struct {
+	at   time.Time
+	text string
+}
+
+// follower is `convox logs` following the app's log with a filter.
+type follower struct {
+	cmd    *exec.Cmd
+	lines  chan stamped
+	stderr bytes.Buffer
+}
+
+func (r *rack) follow(ctx context.Context, filter string) (*follower, error) {
+	// --since 1h: should the follower reach the daemon only after the
+	// line was stored, its history still has it.
+	f := &follower{lines: make(chan stamped, 64)}
+	f.cmd = r.command(ctx, "logs", "-a", app, "--since", "1h", "--filter", filter)
+	f.cmd.Stderr = &f.stderr
+	out, err := f.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := f.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(f.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f.lines <- stamped{time.Now(), sc.Text()}
+		}
+		_ = f.cmd.Wait()
+	}()
+	return f, nil
+}
+
+// stored reads back, with `convox logs --no-follow`, what the rack stored
+// of process pid's "line K" lines, and any line of the system/logs stream
+// (the store's own notices: history incomplete, reader cut off).
+func (r *rack) stored(ctx context.Context, pid string, n int, since time.Duration) (*check, []string, error) {
+	since = since.Round(time.Second) + time.Minute
+	cmd := r.command(ctx, "logs", "-a", app, "--no-follow", "--since", since.String(), "--filter", "line ")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	c := newCheck(n)
+	var notes []string
+	stream := []byte(streamOf(pid))
+	br := bufio.NewReaderSize(out, 1<<20)
+	for {
+		line, err := br.ReadSlice('\n')
+		// "<time> <stream> <message>"
+		if _, rest, ok := bytes.Cut(line, []byte(" ")); ok {
+			s, msg, _ := bytes.Cut(rest, []byte(" "))
+			switch {
+			case bytes.Equal(s, stream):
+				c.add(msg)
+			case bytes.HasPrefix(s, []byte("system/logs")):
+				notes = append(notes, string(bytes.TrimSpace(line)))
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, nil, fmt.Errorf("convox logs --no-follow: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return c.finish(), notes, nil
+}
+
+func streamOf(pid string) string { return "service/" + service + "/" + pid }
+
+var releaseLine = regexp.MustCompile(`(?m)^Release: +(R[A-Z]{10})\s*$`)
+
+// rackRun is one round on the rack: a new process of the chatty app prints
+// N lines at its start, which the rack's collector and a `docker logs -f`
+// started on the container's start event read at the same time.
+type rackRun struct {
+	n   int
+	pid string // the process, as the rack names it
+	// From the container's start (Docker's StartedAt):
+	ingest   time.Duration // until the rack's store had "line N" (a filtered follower saw it)
+	docker   time.Duration // until `docker logs -f` printed "line N"
+	promoted time.Duration // until the old process was removed (the promote's last step)
+	// CPU, each minus its idle rate over the same wall time:
+	daemon    time.Duration // the daemon, from before the promote to the later of ingest and promoted
+	dockerd   time.Duration // dockerd, from before the promote to the end of all three
+	dockerCLI time.Duration // the `docker logs -f` process, when it printed "line N"
+	shim      time.Duration // the container's containerd shim, its whole life; unknown if not found
+	stored    *check        // what `convox logs --no-follow` gives back
+	printed   *check        // what `docker logs -f` printed
+	notes     []string      // system/logs lines in the store
+	logFiles  int           // files of Docker's log of the container (1 + rotations); 0 if unknown
+	// promoteOut is the output of `convox env set --promote` (-promote=cli).
+	promoteOut string
+}
+
+// rackRound creates a release whose process prints n lines, promotes it,
+// and measures how the rack and `docker logs -f` read that output.
+func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Duration) (*rackRun, error) {
+	r := b.rack
+	if err := r.waitRunning(ctx, app, time.Minute); err != nil {
+		return nil, err
+	}
+	set := []string{"env", "set", fmt.Sprintf("COUNT_TO=%d", n), "START_DELAY=3600", fmt.Sprintf("ROUND=%d", round), "-a", app}
+	var release string
+	if !b.cliPromote {
+		out, err := r.convox(ctx, set...)
+		if err != nil {
+			return nil, fmt.Errorf("convox env set: %w\n%s", err, out)
+		}
+		m := releaseLine.FindStringSubmatch(out)
+		if m == nil {
+			return nil, fmt.Errorf("convox env set printed no release:\n%s", out)
+		}
+		release = m[1]
+	}
+
+	fctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	want := fmt.Sprintf("line %d", n)
+	f, err := r.follow(fctx, want)
+	if err != nil {
+		return nil, err
+	}
+	// The follower reads the history (an hour of the app's log) first:
+	// done before the idle window starts.
+	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		return nil, err
+	}
+	if err := b.quiesce(ctx); err != nil {
+		return nil, err
+	}
+	idle, err := b.idle(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	ectx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	before := b.sample()
+	evs := events(ectx, "convox.rack="+r.name, before.at)
+	var promoteCmd *exec.Cmd
+	var promoteOut syncBuffer
+	promoted := make(chan error, 1)
+	if b.cliPromote {
+		promoteCmd = r.command(ctx, append(set, "--promote")...)
+		promoteCmd.Stdout, promoteCmd.Stderr = &promoteOut, &promoteOut
+		if err := promoteCmd.Start(); err != nil {
+			return nil, err
+		}
+		go func() { promoted <- promoteCmd.Wait() }()
+	} else {
+		if err := r.api(ctx, "POST", "/apps/"+app+"/releases/"+release+"/promote", nil); err != nil {
+			return nil, err
+		}
+		promoted <- nil
+	}
+
+	run := &rackRun{n: n, shim: unknown}
+	var (
+		newID, stream    string
+		dl               *dockerLogs
+		dlDone           <-chan struct{}
+		tRack, tPromoted time.Time
+		sRack, sPromoted cpuSample
+		pending          []stamped
+		shim             int
+		dockerFinished   bool
+		deadline         = time.NewTimer(timeout)
+		isLineN          = func(l stamped) bool { return strings.HasSuffix(l.text, " "+stream+" "+want) }
+		followerLines    = f.lines
+		eventsOpen       = evs
+	)
+	defer deadline.Stop()
+	defer func() {
+		if dl != nil {
+			<-dl.done
+		}
+	}()
+	for tRack.IsZero() || tPromoted.IsZero() || !dockerFinished {
+		select {
+		case ev, ok := <-eventsOpen:
+			if !ok {
+				return nil, errors.New("docker's event stream ended")
+			}
+			a := ev.Actor.Attributes
+			if a["convox.app"] != app || a["convox.type"] != "service" {
+				continue
+			}
+			switch {
+			case ev.Action == "start" && newID == "":
+				newID, run.pid = ev.Actor.ID, a["convox.process"]
+				stream = streamOf(run.pid)
+				if dl, err = followDocker(ctx, newID, n); err != nil {
+					return nil, err
+				}
+				dlDone = dl.done
+				shim = shimOf(newID)
+				for _, l := range pending {
+					if tRack.IsZero() && isLineN(l) {
+						tRack, sRack = l.at, b.sample()
+					}
+				}
+			case ev.Action == "destroy" && ev.Actor.ID != newID && tPromoted.IsZero():
+				tPromoted, sPromoted = time.Now(), b.sample()
+			}
+		case l, ok := <-followerLines:
+			if !ok {
+				followerLines = nil
+				if tRack.IsZero() {
+					return nil, fmt.Errorf("convox logs (following) exited: %s", strings.TrimSpace(f.stderr.String()))
+				}
+				continue
+			}
+			if stream == "" {
+				pending = append(pending, l)
+			} else if tRack.IsZero() && isLineN(l) {
+				tRack, sRack = l.at, b.sample()
+			}
+		case <-dlDone:
+			dlDone, dockerFinished = nil, true
+			if dl.err != nil {
+				return nil, dl.err
+			}
+		case <-deadline.C:
+			state := fmt.Sprintf("container started: %t, rack stored line %d: %t, old process removed: %t, docker logs -f printed line %d: %t",
+				newID != "", n, !tRack.IsZero(), !tPromoted.IsZero(), n, dockerFinished)
+			msg := fmt.Sprintf("round %d: not done within %s (%s)", round, timeout, state)
+			if newID != "" {
+				// Say what the store has, to tell a slow rack from lost lines.
+				if c, notes, err := r.stored(ctx, run.pid, n, time.Since(before.at)); err == nil {
+					msg += fmt.Sprintf("; the store holds %s", c)
+					if !c.ok() {
+						msg += "; missing: " + c.firstMissing(10)
+					}
+					if len(notes) > 0 {
+						msg += "; " + strings.Join(notes, "; ")
+					}
+				}
+			}
+			return nil, errors.New(msg)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	final := b.sample()
+
+	c, err := inspect(ctx, newID)
+	if err != nil {
+		return nil, err
+	}
+	t0 := c.State.StartedAt
+	run.ingest = tRack.Sub(t0)
+	run.docker = dl.at.Sub(t0)
+	run.promoted = tPromoted.Sub(t0)
+	end := sRack
+	if sPromoted.at.After(end.at) {
+		end = sPromoted
+	}
+	run.daemon = used(before.daemon, end.daemon, idle.daemon, end.at.Sub(before.at))
+	run.dockerd = used(before.dockerd, final.dockerd, idle.dockerd, final.at.Sub(before.at))
+	run.dockerCLI = dl.cpu
+	if shim != 0 {
+		run.shim = cpuTime(shim)
+	}
+	run.printed = dl.check
+
+	if promoteCmd != nil {
+		select {
+		case err := <-promoted:
+			run.promoteOut = promoteOut.String()
+			if err != nil {
+				return nil, fmt.Errorf("convox env set --promote: %w\n%s", err, run.promoteOut)
+			}
+		case <-time.After(time.Minute):
+			return nil, fmt.Errorf("convox env set --promote did not finish within a minute of the process's start:\n%s", promoteOut.String())
+		}
+	}
+	stopFollow()
+	// Lines Docker sends again after the last one (see BENCHMARKS.md)
+	// are stored by then too.
+	if err := b.quiesce(ctx); err != nil {
+		return nil, err
+	}
+	run.logFiles = logFiles(c.LogPath)
+	run.stored, run.notes, err = r.stored(ctx, run.pid, n, time.Since(before.at))
+	if err != nil {
+		return nil, err
+	}
+	if b.image == "" {
+		b.image = c.Config.Image
+	}
+	return run, nil
+}
+
+// plainLabel marks the plain rounds' containers, with the rack's name.
+const plainLabel = "convox.bench"
+
+// plainRun is one round without the rack: `docker run -d` of the same
+// image printing n lines, read by `docker logs -f` alone.
+type plainRun struct {
+	n         int
+	docker    time.Duration // container start → `docker logs -f` printed line N
+	dockerd   time.Duration // before `docker run` → line N printed, minus idle
+	dockerCLI time.Duration
+	shim      time.Duration
+	printed   *check
+	logFiles  int
+}
+
+func (b *bench) plainRound(ctx context.Context, n int, timeout time.Duration) (*plainRun, error) {
+	if b.image == "" {
+		return nil, errors.New("no image for the plain round")
+	}
+	if err := b.quiesce(ctx); err != nil {
+		return nil, err
+	}
+	idle, err := b.idle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	before := b.sample()
+	out, err := dockerOut(ctx, "run", "-d", "--label", plainLabel+"="+b.rack.name,
+		"-e", fmt.Sprintf("COUNT_TO=%d", n), "-e", "START_DELAY=3600", b.image)
+	if err != nil {
+		return nil, err
+	}
+	id := strings.TrimSpace(out)
+	defer func() { _, _ = dockerOut(context.Background(), "rm", "-f", id) }()
+	dl, err := followDocker(ctx, id, n)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { <-dl.done }()
+	shim := shimOf(id)
+	select {
+	case <-dl.done:
+	case <-time.After(timeout):
+		return nil, fmt.Errorf("plain round: docker logs -f did not print line %d within %s", n, timeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if dl.err != nil {
+		return nil, dl.err
+	}
+	final := b.sample()
+	c, err := inspect(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	run := &plainRun{n: n, shim: unknown, printed: dl.check, dockerCLI: dl.cpu, logFiles: logFiles(c.LogPath)}
+	run.docker = dl.at.Sub(c.State.StartedAt)
+	run.dockerd = used(before.dockerd, final.dockerd, idle.dockerd, final.at.Sub(before.at))
+	if shim != 0 {
+		run.shim = cpuTime(shim)
+	}
+	return run, nil
+}
