@@ -88,9 +88,14 @@ func (b *syncBuffer) String() string {
 func newRack(t *testing.T) *rack {
 	t.Helper()
 	dir := t.TempDir()
+	name := fmt.Sprintf("e2e%06d", rand.IntN(1000000))
+	// Registered first, so it runs last: after the daemon has stopped,
+	// everything it left running goes, or a long run of tests exhausts
+	// Docker's network address pools.
+	t.Cleanup(func() { purgeRack(name) })
 	return &rack{
 		t:           t,
-		name:        fmt.Sprintf("e2e%06d", rand.IntN(1000000)),
+		name:        name,
 		home:        filepath.Join(dir, "home"),
 		config:      filepath.Join(dir, "convox-config"),
 		listen:      freeAddr(t),
@@ -292,4 +297,25 @@ func readAll(t *testing.T, r io.Reader) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// purgeRack removes every container, network, volume and image of rack name.
+func purgeRack(name string) {
+	list := func(args ...string) []string {
+		out, _ := exec.Command("docker", args...).Output()
+		return strings.Fields(string(out))
+	}
+	label := "label=convox.rack=" + name
+	if ids := list("ps", "-aq", "--filter", label); len(ids) > 0 {
+		_ = exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+	}
+	if ids := list("network", "ls", "-q", "--filter", label); len(ids) > 0 {
+		_ = exec.Command("docker", append([]string{"network", "rm"}, ids...)...).Run()
+	}
+	if ids := list("volume", "ls", "-q", "--filter", label); len(ids) > 0 {
+		_ = exec.Command("docker", append([]string{"volume", "rm", "-f"}, ids...)...).Run()
+	}
+	if ids := list("images", "-q", "--filter", "reference="+name+"/*"); len(ids) > 0 {
+		_ = exec.Command("docker", append([]string{"rmi", "-f"}, ids...)...).Run()
+	}
 }
