@@ -104,7 +104,7 @@ func (e *Engine) convergeAll(ctx context.Context) {
 // strayGrace keeps converge away from containers so young that the request
 // creating them may still be writing their records (nomad's reconciler does
 // the same).
-const strayGrace = 30 * time.Second
+const strayGrace = 5 * time.Second
 
 // convergeApp converges app unless a rollout holds it (the rollout then
 // converges it itself).

@@ -10,11 +10,15 @@
 //	CRASH        "1": exit 3 at once
 //	COUNT_TO     print "line N" for N = 1..COUNT_TO at start (log tests)
 //	TICK_MS      print "tick N" every TICK_MS milliseconds, N = 1, 2, …
+//	EXIT_AFTER   seconds after which to exit with code 1 (a crash loop)
+//	ECHO_PORT    also serve a TCP echo on this port (balancer tests)
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -40,6 +44,20 @@ func main() {
 				time.Sleep(time.Duration(ms) * time.Millisecond)
 			}
 		}()
+	}
+	if d, _ := strconv.Atoi(os.Getenv("EXIT_AFTER")); d > 0 {
+		time.AfterFunc(time.Duration(d)*time.Second, func() {
+			fmt.Println("exiting as asked")
+			os.Exit(1)
+		})
+	}
+	if p := os.Getenv("ECHO_PORT"); p != "" {
+		ln, err := net.Listen("tcp", ":"+p)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		go echo(ln)
 	}
 	if d, _ := strconv.Atoi(os.Getenv("START_DELAY")); d > 0 {
 		fmt.Printf("waiting %ds before listening\n", d)
@@ -94,5 +112,22 @@ func main() {
 	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
 		fmt.Println(err)
 		os.Exit(1)
+	}
+}
+
+// echo copies what each connection sends back to it, then, once the client
+// has finished sending, writes its hostname and closes: a half-close test.
+func echo(ln net.Listener) {
+	host, _ := os.Hostname()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			io.Copy(c, c)
+			fmt.Fprintf(c, "bye from %s\n", host)
+		}()
 	}
 }
