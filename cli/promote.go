@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -53,7 +54,7 @@ func promote(ctx context.Context, r api.Rack, w io.Writer, app, id string, opts 
 		}
 		if a.Status != api.StatusRunning {
 			startf(w, "Waiting for app to be ready")
-			if _, err := waitRunning(ctx, r, app); err != nil {
+			if _, err := waitRunning(ctx, r, app, nil); err != nil {
 				return err
 			}
 			ok(w)
@@ -98,16 +99,27 @@ func watchApp(ctx context.Context, r api.Rack, w io.Writer, app string, change f
 		return nil, err
 	}
 	copied := make(chan struct{})
+	// The rack's last event of a rollout means the app is about to run:
+	// it wakes the poll rather than leaving it to the next tick, and the
+	// events worth showing have been shown.
+	wake := make(chan struct{}, 1)
+	var settled atomic.Bool
 	if logs != nil {
 		go func() {
 			defer close(copied)
-			copySystemLines(w, logs)
+			copySystemLines(w, logs, func() {
+				settled.Store(true)
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			})
 		}()
 	} else {
 		close(copied)
 	}
-	a, err := waitRunning(ctx, r, app)
-	if err == nil {
+	a, err := waitRunning(ctx, r, app, wake)
+	if err == nil && !settled.Load() {
 		select {
 		case <-copied:
 		case <-time.After(logDrain):
@@ -123,9 +135,13 @@ func watchApp(ctx context.Context, r api.Rack, w io.Writer, app string, change f
 	return a, err
 }
 
+// settledEvents are the rack's messages that end a rollout.
+var settledEvents = []string{"Promoted release ", "Restarted release ", "Rolled back"}
+
 // copySystemLines copies the lines of an app log (with prefixes) whose
-// stream, the second field, is the rack's (system/…) until r ends.
-func copySystemLines(w io.Writer, r io.Reader) {
+// stream, the second field, is the rack's (system/…) until r ends, and
+// calls settled (when not nil) after a line that ends a rollout.
+func copySystemLines(w io.Writer, r io.Reader, settled func()) {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadString('\n')
@@ -133,8 +149,15 @@ func copySystemLines(w io.Writer, r io.Reader) {
 			// A partial line at the end is cut short by the close.
 			return
 		}
-		if fields := strings.SplitN(line, " ", 3); len(fields) == 3 && strings.HasPrefix(fields[1], "system/") {
-			io.WriteString(w, line)
+		fields := strings.SplitN(line, " ", 3)
+		if len(fields) != 3 || !strings.HasPrefix(fields[1], "system/") {
+			continue
+		}
+		io.WriteString(w, line)
+		for _, ev := range settledEvents {
+			if fields[1] == "system/promote" && strings.HasPrefix(fields[2], ev) && settled != nil {
+				settled()
+			}
 		}
 	}
 }
@@ -143,7 +166,7 @@ func copySystemLines(w io.Writer, r io.Reader) {
 // that is updating, rolling back or being created is waited for; any other
 // status (failed, deleting) is an error, as is waiting longer than
 // waitLimit.
-func waitRunning(ctx context.Context, r api.Rack, app string) (*api.App, error) {
+func waitRunning(ctx context.Context, r api.Rack, app string, wake <-chan struct{}) (*api.App, error) {
 	ctx, cancel := context.WithTimeout(ctx, waitLimit)
 	defer cancel()
 	stopped := func(err error) error {
@@ -169,6 +192,8 @@ func waitRunning(ctx context.Context, r api.Rack, app string) (*api.App, error) 
 		case <-ctx.Done():
 			t.Stop()
 			return nil, stopped(ctx.Err())
+		case <-wake:
+			t.Stop()
 		case <-t.C:
 		}
 	}

@@ -52,7 +52,7 @@ func TestWaitRunning(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.statuses, ","), func(t *testing.T) {
 			t.Parallel()
-			a, err := waitRunning(context.Background(), &statusRack{statuses: tt.statuses}, "myapp")
+			a, err := waitRunning(context.Background(), &statusRack{statuses: tt.statuses}, "myapp", nil)
 			if tt.err == "" && (err != nil || a.Status != "running") {
 				t.Errorf("got %+v, %v; want the running app", a, err)
 			}
@@ -84,7 +84,7 @@ func TestWatchAppWithoutLogs(t *testing.T) {
 func TestWaitRunningCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := waitRunning(ctx, &cancelledRack{}, "myapp")
+	_, err := waitRunning(ctx, &cancelledRack{}, "myapp", nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
@@ -106,7 +106,7 @@ func TestCopySystemLines(t *testing.T) {
 		"2026-01-15T12:00:02Z system/k8s/web-1 Started\n" +
 		"2026-01-15T12:00:03Z system/partial line cut short"
 	var w bytes.Buffer
-	copySystemLines(&w, strings.NewReader(in))
+	copySystemLines(&w, strings.NewReader(in), nil)
 	want := "2026-01-15T12:00:00Z system/promote Promoting\n2026-01-15T12:00:02Z system/k8s/web-1 Started\n"
 	if w.String() != want {
 		t.Errorf("got %q, want %q", w.String(), want)
