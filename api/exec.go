@@ -64,6 +64,8 @@ func (c *wsConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		if kind == websocket.BinaryMessage {
+			// An empty binary frame ends the input; a non-empty one is
+			// data from a peer that frames it so.
 			data, err := io.ReadAll(r)
 			if err != nil {
 				return 0, err

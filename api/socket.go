@@ -137,7 +137,7 @@ func (c *Client) stream(ctx context.Context, path string, h http.Header) (io.Rea
 	if err != nil {
 		return nil, err
 	}
-	s := &socketReader{conn: conn}
+	s := &socketReader{wsConn: &wsConn{conn: conn}}
 	// Closing the connection is how a blocked Read is interrupted.
 	s.stop = context.AfterFunc(ctx, func() { s.Close() })
 	return s, nil
@@ -175,48 +175,20 @@ func (c *Client) dial(ctx context.Context, path string, h http.Header) (*websock
 	return conn, nil
 }
 
+// socketReader is the client's end of a stream: the socket's data until
+// the server's end-of-stream frame.
 type socketReader struct {
-	conn    *websocket.Conn
-	cur     io.Reader
+	*wsConn
 	stop    func() bool
 	closeMu sync.Once
 }
 
 func (s *socketReader) Read(p []byte) (int, error) {
-	for {
-		if s.cur != nil {
-			n, err := s.cur.Read(p)
-			if err == io.EOF {
-				s.cur = nil
-				if n > 0 {
-					return n, nil
-				}
-				continue
-			}
-			return n, err
-		}
-		kind, r, err := s.conn.NextReader()
-		if err != nil {
-			if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
-				return 0, io.EOF
-			}
-			return 0, fmt.Errorf("reading stream: %w", err)
-		}
-		if kind == websocket.BinaryMessage {
-			// An empty binary frame ends the stream; a non-empty one is
-			// data from a server that frames it so.
-			data, err := io.ReadAll(r)
-			if err != nil {
-				return 0, err
-			}
-			if len(data) == 0 {
-				return 0, io.EOF
-			}
-			s.cur = strings.NewReader(string(data))
-			continue
-		}
-		s.cur = r
+	n, err := s.wsConn.Read(p)
+	if err != nil && err != io.EOF {
+		return n, fmt.Errorf("reading stream: %w", err)
 	}
+	return n, err
 }
 
 func (s *socketReader) Close() error {

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -192,10 +194,9 @@ func TestBalancer(t *testing.T) {
 	old := r.servesEcho(t, "app", port)
 	t.Logf("balancer port %d reaches %v", port, old)
 
-	// The balancer binds loopback only, as --balancer-bind says.
-	if ln, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port)); err == nil {
-		ln.Close()
-		t.Errorf("port %d is free on 0.0.0.0 (a rack with --balancer-bind 127.0.0.1 binds 127.0.0.1 only, so it should still be taken there on Linux)", port)
+	// The balancer listens on loopback only, as --balancer-bind says.
+	if got := listening(t, port); !slices.Equal(got, []string{"127.0.0.1"}) {
+		t.Errorf("port %d is listened on at %v, want 127.0.0.1 only", port, got)
 	}
 
 	// A long-lived connection, opened before a rolling deploy.
@@ -222,12 +223,12 @@ func TestBalancer(t *testing.T) {
 
 	// New connections reach the new processes only, once the old ones are
 	// out of the balancer.
+	// No connection fails meanwhile.
 	var now []string
 	eventually(t, 60*time.Second, "the balancer reaching the new processes only", func() bool {
 		hosts, err := hostsVia(port, 8)
 		if err != nil {
-			t.Logf("during the deploy: %v", err)
-			return false
+			t.Fatalf("a connection during the deploy: %v", err)
 		}
 		now = hosts
 		return len(hosts) == 2 && !slices.Contains(old, hosts[0]) && !slices.Contains(old, hosts[1])
@@ -279,12 +280,11 @@ func TestBalancer(t *testing.T) {
 func TestBalancerWhitelist(t *testing.T) {
 	r := balancerRack(t)
 	port := freePort(t)
-	dir := sampleApp(t, balancerManifest(port, "    whitelist: 10.0.0.0/8\n", ""))
+	dir := sampleApp(t, balancerManifest(port, "    whitelist: 127.0.0.0/8\n", ""))
 	r.convox("apps", "create", "walled").expect(t, "Creating walled... OK\n", "", 0)
 	if _, res := r.deploy(t, "walled", dir); res.code != 0 {
 		t.Fatalf("deploy: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	r.allServe(t, "walled", 2, "") // both processes up (GREETING from the manifest default)
 	for i := range 4 {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 3*time.Second)
 		if err != nil {
@@ -342,6 +342,7 @@ func TestBalancerPortConflicts(t *testing.T) {
 	defer ln.Close()
 	program := ln.Addr().(*net.TCPAddr).Port
 
+	unused := freePort(t)
 	for _, tt := range []struct {
 		name     string
 		manifest string
@@ -351,7 +352,7 @@ func TestBalancerPortConflicts(t *testing.T) {
 			[]string{fmt.Sprintf("ERROR: balancer echo: listen 127.0.0.1:%d: address already in use (by a balancer of app first)\n", taken)}},
 		{"taken by another program", balancerManifest(program, "", ""),
 			[]string{fmt.Sprintf("ERROR: balancer echo: listen 127.0.0.1:%d: address already in use\n", program)}},
-		{"a new port and a taken one", balancerManifest(freePort(t), "", "  other:\n    service: web\n    ports:\n      "+strconv.Itoa(program)+": 7000\n"),
+		{"a new port and a taken one", balancerManifest(unused, "", "  other:\n    service: web\n    ports:\n      "+strconv.Itoa(program)+": 7000\n"),
 			[]string{fmt.Sprintf("ERROR: balancer other: listen 127.0.0.1:%d: address already in use\n", program)}},
 		{"listed twice", balancerManifest(port, "", "  twin:\n    service: web\n    ports:\n      "+strconv.Itoa(port)+": 5000\n"),
 			[]string{fmt.Sprintf("ERROR: balancer twin: port %d is also listed by balancer echo\n", port)}},
@@ -368,6 +369,7 @@ func TestBalancerPortConflicts(t *testing.T) {
 			if !ok {
 				t.Errorf("deploy: exit %d, want 1 with %q\nstdout:\n%s\nstderr:\n%s", res.code, tt.want, res.stdout, res.stderr)
 			}
+			t.Logf("deploy: exit %d: %s", res.code, strings.TrimSpace(res.stderr))
 			// Nothing changed: the previous release, its processes, its port.
 			if got := r.convox("apps", "info", "second").stdout; !strings.Contains(got, "Status  running\n") || !strings.Contains(got, "Release "+r1+"\n") {
 				t.Errorf("after the failed deploy:\n%s", got)
@@ -379,6 +381,10 @@ func TestBalancerPortConflicts(t *testing.T) {
 			if got := r.servesEcho(t, "first", taken); !slices.Equal(got, firstHosts) {
 				t.Errorf("after the failed deploy app first's port %d reaches %v, want %v", taken, got, firstHosts)
 			}
+			// A port bound for the failed release is let go again.
+			if got := listening(t, unused); len(got) != 0 {
+				t.Errorf("port %d, bound for the failed release only, is still listened on at %v", unused, got)
+			}
 		})
 	}
 	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
@@ -386,4 +392,39 @@ func TestBalancerPortConflicts(t *testing.T) {
 	} else {
 		t.Errorf("the program's port: %v", err)
 	}
+}
+
+// listening returns the local addresses of the sockets listening on TCP
+// port, from /proc/net/tcp and tcp6 ("127.0.0.1", "0.0.0.0", "::" …).
+func listening(t *testing.T, port int) []string {
+	t.Helper()
+	var addrs []string
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "0A" { // TCP_LISTEN
+				continue
+			}
+			hexAddr, hexPort, _ := strings.Cut(fields[1], ":")
+			if p, _ := strconv.ParseUint(hexPort, 16, 16); int(p) != port {
+				continue
+			}
+			// The address is in 32-bit words of host (little-endian) order.
+			raw, err := hex.DecodeString(hexAddr)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", f, line, err)
+			}
+			for i := 0; i+4 <= len(raw); i += 4 {
+				raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+			}
+			addr, _ := netip.AddrFromSlice(raw)
+			addrs = append(addrs, addr.Unmap().String())
+		}
+	}
+	slices.Sort(addrs)
+	return addrs
 }

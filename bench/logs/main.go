@@ -162,7 +162,13 @@ func run(ctx context.Context, lines, n int, cliPromote bool) (err error) {
 			return fmt.Errorf("round %d: %w", i, err)
 		}
 		logf("round %d/%d: rack stored line %d at %s, docker logs -f printed it at %s; daemon CPU %s (gross)",
-			i, n, lines, secs(rr.ingest), secs(rr.docker), ms(rr.daemon))
+			i, n, lines, stalledOr(rr.rackStalled, secs(rr.ingest)), stalledOr(rr.dockerStalled, secs(rr.docker)), ms(rr.daemon))
+		if rr.rackStalled {
+			problems = append(problems, fmt.Errorf("round %d: the rack's collector stalled: no line stored for %s before line %d", i, stallAfter, lines))
+		}
+		if rr.dockerStalled {
+			problems = append(problems, fmt.Errorf("round %d: docker logs -f stalled at %s", i, rr.printed))
+		}
 		if !rr.stored.ok() {
 			problems = append(problems, fmt.Errorf("round %d: the rack stored %s (process %s; missing: %s)", i, rr.stored, rr.pid, rr.stored.firstMissing(10)))
 		}
@@ -176,7 +182,7 @@ func run(ctx context.Context, lines, n int, cliPromote bool) (err error) {
 		if err != nil {
 			return fmt.Errorf("round %d (plain): %w", i, err)
 		}
-		logf("round %d/%d: plain docker logs -f printed line %d at %s", i, n, lines, secs(pr.docker))
+		logf("round %d/%d: plain docker logs -f printed line %d at %s", i, n, lines, stalledOr(pr.stalled, secs(pr.docker)))
 		if !pr.printed.ok() {
 			problems = append(problems, fmt.Errorf("round %d (plain): docker logs -f printed %s", i, pr.printed))
 		}

@@ -9,35 +9,49 @@ import (
 	"time"
 )
 
-// stats are a sample's median, min and max; ok is false for no sample.
+// stats are a sample's median, min and max over count values (NaN
+// values, unknown, left out of total).
 type stats struct {
 	med, min, max float64
-	ok            bool
+	count, total  int
 }
 
 func summarize(xs []float64) stats {
+	total := len(xs)
 	xs = slices.DeleteFunc(slices.Clone(xs), math.IsNaN)
 	if len(xs) == 0 {
-		return stats{}
+		return stats{total: total}
 	}
 	slices.Sort(xs)
 	med := xs[len(xs)/2]
 	if len(xs)%2 == 0 {
 		med = (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
 	}
-	return stats{med, xs[0], xs[len(xs)-1], true}
+	return stats{med, xs[0], xs[len(xs)-1], len(xs), total}
 }
 
 // cell renders the median, and the range when there is more than one
 // sample, each value with format.
 func (s stats) cell(format string) string {
-	if !s.ok {
+	if s.count == 0 {
 		return "—"
 	}
-	if s.min == s.max {
-		return fmt.Sprintf(format, s.med)
+	c := fmt.Sprintf(format, s.med)
+	if s.min != s.max {
+		c = fmt.Sprintf(format+" ("+format+"–"+format+")", s.med, s.min, s.max)
 	}
-	return fmt.Sprintf(format+" ("+format+"–"+format+")", s.med, s.min, s.max)
+	if s.count < s.total {
+		c += fmt.Sprintf(" [%d of %d rounds]", s.count, s.total)
+	}
+	return c
+}
+
+// stalledOr is "stalled" for a reader that stalled, else v.
+func stalledOr(stalled bool, v string) string {
+	if stalled {
+		return "stalled"
+	}
+	return v
 }
 
 func secs(d time.Duration) string {
@@ -110,14 +124,15 @@ func report(w io.Writer, m machine, n int, ctl *rackRun, plainCtl *plainRun, rou
 	fmt.Fprintf(w, "Times run from Docker's StartedAt of the container. CPU is utime+stime from /proc, minus each process's idle rate over the same wall time, minus the control round's (a promote whose process prints one line: daemon %s, dockerd %s, docker CLI %s, shim %s; plain: dockerd %s, docker CLI %s).\n\n",
 		ms(ctl.daemon), ms(ctl.dockerd), ms(ctl.dockerCLI), ms(ctl.shim), ms(plainCtl.dockerd), ms(plainCtl.dockerCLI))
 
-	fmt.Fprintf(w, "Per round (times from the container's start; CPU gross, minus idle only):\n\n")
+	fmt.Fprintf(w, "Per round (times from the container's start; CPU gross, minus idle only; \"stalled\": no progress for %s before the last line, see below):\n\n", stallAfter)
 	fmt.Fprintf(w, "| round | rack has line N | `docker logs -f` printed it | old process removed | daemon CPU | dockerd CPU | docker CLI CPU | shim CPU | plain: `docker logs -f` | plain: dockerd | plain: docker CLI |\n")
 	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, r := range rounds {
 		p := plains[i]
 		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", i+1,
-			secs(r.ingest), secs(r.docker), secs(r.promoted), ms(r.daemon), ms(r.dockerd), ms(r.dockerCLI), ms(r.shim),
-			secs(p.docker), ms(p.dockerd), ms(p.dockerCLI))
+			stalledOr(r.rackStalled, secs(r.ingest)), stalledOr(r.dockerStalled, secs(r.docker)), secs(r.promoted),
+			ms(r.daemon), ms(r.dockerd), ms(r.dockerCLI), ms(r.shim),
+			stalledOr(p.stalled, secs(p.docker)), ms(p.dockerd), ms(p.dockerCLI))
 	}
 	fmt.Fprintf(w, "\nRead back from the store (`convox logs --no-follow`, the process's stream):\n\n")
 	for i, r := range rounds {

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -182,16 +185,23 @@ func (c *check) firstMissing(max int) string {
 	return strings.Join(out, ", ")
 }
 
+// stallAfter is how long a reader may go without progress, once the
+// process has started, before the round calls it stalled: Docker's
+// json-file follower can stop for good at a log rotation (see
+// BENCHMARKS.md, "Log ingest").
+const stallAfter = 10 * time.Second
+
 // dockerLogs is a `docker logs -f --timestamps` process reading a
 // container until it has printed "line N".
 type dockerLogs struct {
-	cmd    *exec.Cmd
-	done   chan struct{}
-	at     time.Time     // when "line N" reached the benchmark
-	cpu    time.Duration // the docker CLI's utime+stime then
-	check  *check
-	err    error
-	stderr bytes.Buffer
+	cmd      *exec.Cmd
+	done     chan struct{}
+	progress atomic.Int64  // Unix nanoseconds of its last output line
+	at       time.Time     // when "line N" reached the benchmark; zero if never
+	cpu      time.Duration // the docker CLI's utime+stime then
+	check    *check
+	err      error
+	stderr   syncBuffer
 }
 
 func followDocker(ctx context.Context, id string, n int) (*dockerLogs, error) {
@@ -202,6 +212,7 @@ func followDocker(ctx context.Context, id string, n int) (*dockerLogs, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.progress.Store(time.Now().UnixNano())
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -210,6 +221,7 @@ func followDocker(ctx context.Context, id string, n int) (*dockerLogs, error) {
 		br := bufio.NewReaderSize(out, 1<<20)
 		for {
 			line, err := br.ReadSlice('\n')
+			d.progress.Store(time.Now().UnixNano())
 			// "<RFC 3339 time> line K"
 			if _, msg, ok := bytes.Cut(line, []byte(" ")); ok && d.check.add(msg) == n {
 				d.at = time.Now()
@@ -230,6 +242,31 @@ func followDocker(ctx context.Context, id string, n int) (*dockerLogs, error) {
 		_ = d.cmd.Wait()
 	}()
 	return d, nil
+}
+
+// idleFor is how long the reader has printed nothing.
+func (d *dockerLogs) idleFor() time.Duration {
+	return time.Since(time.Unix(0, d.progress.Load()))
+}
+
+// stop ends the reader (if it still runs) and waits for it.
+func (d *dockerLogs) stop() {
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+// storeBytes is the size of the app's log on disk (the rack's home
+// holds it under logs/<app>/): it grows while the collector stores lines,
+// which the benchmark watches without asking the daemon.
+func (r *rack) storeBytes() int64 {
+	var n int64
+	entries, _ := os.ReadDir(filepath.Join(r.home(), "logs", app))
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			n += info.Size()
+		}
+	}
+	return n
 }
 
 // stamped is an output line and when it reached the benchmark.
@@ -336,6 +373,9 @@ type rackRun struct {
 	printed   *check        // what `docker logs -f` printed
 	notes     []string      // system/logs lines in the store
 	logFiles  int           // files of Docker's log of the container (1 + rotations); 0 if unknown
+	// rackStalled and dockerStalled: that reader made no progress for
+	// stallAfter before it had line N (its time and CPU are then unknown).
+	rackStalled, dockerStalled bool
 	// promoteOut is the output of `convox env set --promote` (-promote=cli).
 	promoteOut string
 }
@@ -402,7 +442,8 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 		promoted <- nil
 	}
 
-	run := &rackRun{n: n, shim: unknown}
+	run := &rackRun{n: n, shim: unknown, ingest: -1, docker: -1, promoted: -1,
+		daemon: unknown, dockerd: unknown, dockerCLI: unknown}
 	var (
 		newID, stream    string
 		dl               *dockerLogs
@@ -411,19 +452,27 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 		sRack, sPromoted cpuSample
 		pending          []stamped
 		shim             int
-		dockerFinished   bool
+		rackDone         bool // line N seen, or stalled
+		dockerDone       bool // line N printed, or stalled
+		storeSize        = r.storeBytes()
+		storeGrew        = time.Now()
+		tick             = time.NewTicker(time.Second)
 		deadline         = time.NewTimer(timeout)
 		isLineN          = func(l stamped) bool { return strings.HasSuffix(l.text, " "+stream+" "+want) }
 		followerLines    = f.lines
 		eventsOpen       = evs
 	)
+	defer tick.Stop()
 	defer deadline.Stop()
 	defer func() {
 		if dl != nil {
-			<-dl.done
+			dl.stop()
 		}
 	}()
-	for tRack.IsZero() || tPromoted.IsZero() || !dockerFinished {
+	sawLineN := func(l stamped) {
+		tRack, sRack, rackDone = l.at, b.sample(), true
+	}
+	for !rackDone || tPromoted.IsZero() || !dockerDone {
 		select {
 		case ev, ok := <-eventsOpen:
 			if !ok {
@@ -442,9 +491,10 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 				}
 				dlDone = dl.done
 				shim = shimOf(newID)
+				storeGrew = time.Now()
 				for _, l := range pending {
-					if tRack.IsZero() && isLineN(l) {
-						tRack, sRack = l.at, b.sample()
+					if !rackDone && isLineN(l) {
+						sawLineN(l)
 					}
 				}
 			case ev.Action == "destroy" && ev.Actor.ID != newID && tPromoted.IsZero():
@@ -453,38 +503,42 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 		case l, ok := <-followerLines:
 			if !ok {
 				followerLines = nil
-				if tRack.IsZero() {
+				if !rackDone {
 					return nil, fmt.Errorf("convox logs (following) exited: %s", strings.TrimSpace(f.stderr.String()))
 				}
 				continue
 			}
 			if stream == "" {
 				pending = append(pending, l)
-			} else if tRack.IsZero() && isLineN(l) {
-				tRack, sRack = l.at, b.sample()
+			} else if !rackDone && isLineN(l) {
+				sawLineN(l)
 			}
 		case <-dlDone:
-			dlDone, dockerFinished = nil, true
+			dlDone, dockerDone = nil, true
 			if dl.err != nil {
 				return nil, dl.err
 			}
-		case <-deadline.C:
-			state := fmt.Sprintf("container started: %t, rack stored line %d: %t, old process removed: %t, docker logs -f printed line %d: %t",
-				newID != "", n, !tRack.IsZero(), !tPromoted.IsZero(), n, dockerFinished)
-			msg := fmt.Sprintf("round %d: not done within %s (%s)", round, timeout, state)
-			if newID != "" {
-				// Say what the store has, to tell a slow rack from lost lines.
-				if c, notes, err := r.stored(ctx, run.pid, n, time.Since(before.at)); err == nil {
-					msg += fmt.Sprintf("; the store holds %s", c)
-					if !c.ok() {
-						msg += "; missing: " + c.firstMissing(10)
-					}
-					if len(notes) > 0 {
-						msg += "; " + strings.Join(notes, "; ")
-					}
+		case <-tick.C:
+			if newID == "" {
+				continue
+			}
+			if !dockerDone && dl.idleFor() > stallAfter {
+				logf("round %d: docker logs -f printed nothing for %s, at %s: stalled", round, stallAfter, dl.check)
+				dlDone, dockerDone, run.dockerStalled = nil, true, true
+				dl.stop()
+			}
+			if !rackDone {
+				if size := r.storeBytes(); size != storeSize {
+					storeSize, storeGrew = size, time.Now()
+				} else if time.Since(storeGrew) > stallAfter {
+					logf("round %d: the rack's log store did not grow for %s, without line %d: stalled", round, stallAfter, n)
+					rackDone, run.rackStalled = true, true
 				}
 			}
-			return nil, errors.New(msg)
+		case <-deadline.C:
+			state := fmt.Sprintf("container started: %t, rack stored line %d: %t, old process removed: %t, docker logs -f printed line %d: %t",
+				newID != "", n, !tRack.IsZero(), !tPromoted.IsZero(), n, !dl.at.IsZero())
+			return nil, fmt.Errorf("round %d: not done within %s (%s)", round, timeout, state)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -496,19 +550,26 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 		return nil, err
 	}
 	t0 := c.State.StartedAt
-	run.ingest = tRack.Sub(t0)
-	run.docker = dl.at.Sub(t0)
 	run.promoted = tPromoted.Sub(t0)
-	end := sRack
-	if sPromoted.at.After(end.at) {
-		end = sPromoted
+	if !run.rackStalled {
+		run.ingest = tRack.Sub(t0)
+		end := sRack
+		if sPromoted.at.After(end.at) {
+			end = sPromoted
+		}
+		run.daemon = used(before.daemon, end.daemon, idle.daemon, end.at.Sub(before.at))
 	}
-	run.daemon = used(before.daemon, end.daemon, idle.daemon, end.at.Sub(before.at))
-	run.dockerd = used(before.dockerd, final.dockerd, idle.dockerd, final.at.Sub(before.at))
-	run.dockerCLI = dl.cpu
+	if !run.dockerStalled {
+		run.docker = dl.at.Sub(t0)
+		run.dockerCLI = dl.cpu
+	}
+	if !run.rackStalled && !run.dockerStalled {
+		run.dockerd = used(before.dockerd, final.dockerd, idle.dockerd, final.at.Sub(before.at))
+	}
 	if shim != 0 {
 		run.shim = cpuTime(shim)
 	}
+	dl.stop()
 	run.printed = dl.check
 
 	if promoteCmd != nil {
@@ -552,6 +613,7 @@ type plainRun struct {
 	shim      time.Duration
 	printed   *check
 	logFiles  int
+	stalled   bool // `docker logs -f` made no progress for stallAfter before line N
 }
 
 func (b *bench) plainRound(ctx context.Context, n int, timeout time.Duration) (*plainRun, error) {
@@ -577,16 +639,30 @@ func (b *bench) plainRound(ctx context.Context, n int, timeout time.Duration) (*
 	if err != nil {
 		return nil, err
 	}
-	defer func() { <-dl.done }()
+	defer dl.stop()
 	shim := shimOf(id)
-	select {
-	case <-dl.done:
-	case <-time.After(timeout):
-		return nil, fmt.Errorf("plain round: docker logs -f did not print line %d within %s", n, timeout)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	stalled := false
+	for done := false; !done; {
+		select {
+		case <-dl.done:
+			done = true
+		case <-tick.C:
+			if dl.idleFor() > stallAfter {
+				logf("plain round: docker logs -f printed nothing for %s, at %s: stalled", stallAfter, dl.check)
+				dl.stop()
+				done, stalled = true, true
+			}
+		case <-deadline.C:
+			return nil, fmt.Errorf("plain round: docker logs -f did not print line %d within %s", n, timeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	if dl.err != nil {
+	if dl.err != nil && !stalled {
 		return nil, dl.err
 	}
 	final := b.sample()
@@ -594,9 +670,13 @@ func (b *bench) plainRound(ctx context.Context, n int, timeout time.Duration) (*
 	if err != nil {
 		return nil, err
 	}
-	run := &plainRun{n: n, shim: unknown, printed: dl.check, dockerCLI: dl.cpu, logFiles: logFiles(c.LogPath)}
-	run.docker = dl.at.Sub(c.State.StartedAt)
-	run.dockerd = used(before.dockerd, final.dockerd, idle.dockerd, final.at.Sub(before.at))
+	run := &plainRun{n: n, shim: unknown, printed: dl.check, docker: -1, dockerCLI: unknown, dockerd: unknown,
+		logFiles: logFiles(c.LogPath), stalled: stalled}
+	if !stalled {
+		run.docker = dl.at.Sub(c.State.StartedAt)
+		run.dockerCLI = dl.cpu
+		run.dockerd = used(before.dockerd, final.dockerd, idle.dockerd, final.at.Sub(before.at))
+	}
 	if shim != 0 {
 		run.shim = cpuTime(shim)
 	}
