@@ -2,7 +2,7 @@
 GO     ?= go
 BIN    := bin/convox
 
-.PHONY: build run test images lint unit
+.PHONY: build run test images tools lint unit gotest bench bench-short
 
 build:
 	$(GO) build -o $(BIN) .
@@ -15,10 +15,32 @@ run: build
 images:
 	testdata/images/build
 
-# Everything: unit tests, then the end-to-end tests through the real binary
-# against the real Docker engine.
-test: images lint
+# Test-only tools: pebble, a local ACME server for the router's ACME test.
+tools:
+	@command -v pebble >/dev/null 2>&1 || test -x "$$($(GO) env GOPATH)/bin/pebble" || \
+		$(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
+
+# Everything: unit tests, the end-to-end tests through the real binary
+# against the real Docker engine, then the benchmarks in their short mode.
+test: images tools lint gotest bench-short
+
+gotest:
 	$(GO) test -count=1 -timeout 25m ./...
+
+# Benchmarks against their baselines (plain docker, nginx, haproxy, docker
+# logs); results and how to read them in BENCHMARKS.md. The router and
+# balancer scripts install nginx, wrk and haproxy from Debian if missing.
+bench:
+	$(GO) run ./bench/deploy -n 5
+	$(GO) run ./bench/logs
+	bash bench/router/run.sh
+	bash bench/balancer/run.sh
+
+bench-short:
+	$(GO) run ./bench/deploy -short
+	$(GO) run ./bench/logs -short
+	bash bench/router/run.sh -short
+	bash bench/balancer/run.sh -short
 
 # Unit tests only: no Docker needed.
 unit:

@@ -51,6 +51,9 @@ Every flag can also be set in the environment variable shown in brackets.`,
 	f.StringVar(&cfg.RouterHTTPS, "router-https", envOr("CONVOX_ROUTER_HTTPS", defaultRouterHTTPS), "address of the HTTPS router [CONVOX_ROUTER_HTTPS] (falls back to "+fallbackRouterHTTPS+" when the default cannot be bound)")
 	f.Int64Var(&cfg.LogBytes, "log-max-bytes", envInt("CONVOX_LOG_MAX_BYTES"), "bytes of logs kept per app, oldest dropped first; 0 means 64 MiB [CONVOX_LOG_MAX_BYTES]")
 	f.StringVar(&cfg.BalancerBind, "balancer-bind", os.Getenv("CONVOX_BALANCER_BIND"), "address balancers listen on; empty means every interface [CONVOX_BALANCER_BIND]")
+	f.StringVar(&cfg.ACMEDirectory, "acme-directory", os.Getenv("CONVOX_ACME_DIRECTORY"), "get certificates of services' custom domains (manifest domain:) from this ACME directory URL, accepting its CA's terms of service; letsencrypt and letsencrypt-staging name Let's Encrypt's; empty means the rack CA signs them [CONVOX_ACME_DIRECTORY]")
+	f.StringVar(&cfg.ACMEEmail, "acme-email", os.Getenv("CONVOX_ACME_EMAIL"), "contact address of the ACME account, for notices from the CA [CONVOX_ACME_EMAIL]")
+	f.StringVar(&cfg.ACMECAFile, "acme-ca-file", os.Getenv("CONVOX_ACME_CA_FILE"), "PEM file of extra CAs to trust for the HTTPS of the ACME directory, such as a test CA's [CONVOX_ACME_CA_FILE]")
 	f.StringSliceVar(&images, "resource-image", splitList(os.Getenv("CONVOX_RESOURCE_IMAGES")), "image for a resource type, TYPE=IMAGE, repeatable [CONVOX_RESOURCE_IMAGES, comma-separated]")
 	return cmd
 }

@@ -43,6 +43,15 @@ type Config struct {
 	// ConvoxConfig is the official CLI's settings directory, where the rack
 	// registers itself; empty means the CLI's own default.
 	ConvoxConfig string
+	// ACMEDirectory turns on ACME certificates for the `domain:` hosts of
+	// services: an ACME directory URL, or "letsencrypt" or
+	// "letsencrypt-staging"; empty means the rack CA signs every host's.
+	ACMEDirectory string
+	// ACMEEmail is the contact address of the ACME account.
+	ACMEEmail string
+	// ACMECAFile is a PEM file of CAs to trust, besides the system's, for
+	// the HTTPS of the ACME directory (a test CA's).
+	ACMECAFile string
 }
 
 // lockTimeout is how long start waits for another rack to release the
@@ -84,6 +93,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	acmeOpts, err := acmeOptions(cfg)
+	if err != nil {
+		return err
+	}
 
 	rt, err := docker.New()
 	if err != nil {
@@ -117,7 +130,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		httpsLn.Close()
 		return fmt.Errorf("loading the router CA: %w", err)
 	}
-	rtr := router.New(router.Options{Log: log.With("component", "router"), CA: ca, HTTPSPort: listenerPort(httpsLn)})
+	rtr := router.New(router.Options{Log: log.With("component", "router"), CA: ca, HTTPSPort: listenerPort(httpsLn),
+		LocalDomains: []string{cfg.Domain}, ACME: acmeOpts})
 
 	lb := balancer.New(balancer.Options{Log: log.With("component", "balancer"), BindAddr: cfg.BalancerBind})
 	defer lb.Close()

@@ -2,12 +2,17 @@ package rack
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -43,6 +48,44 @@ func listenRouter(log *slog.Logger, addr, def, fallback, flag string) (net.Liste
 	}
 	log.Warn(fmt.Sprintf("router: cannot listen on %s (%v); serving on %s instead (set %s to choose; ports below 1024 need root or CAP_NET_BIND_SERVICE)", addr, errors.Unwrap(err), fallback, flag))
 	return fb, nil
+}
+
+// acmeOptions turns the --acme-* flags into the router's ACME options, nil
+// when --acme-directory is empty. Certificates are kept in <home>/acme.
+func acmeOptions(cfg Config) (*router.ACMEOptions, error) {
+	dir := cfg.ACMEDirectory
+	switch dir {
+	case "":
+		if cfg.ACMEEmail != "" || cfg.ACMECAFile != "" {
+			return nil, errors.New("--acme-email and --acme-ca-file need --acme-directory")
+		}
+		return nil, nil
+	case "letsencrypt":
+		dir = router.LetsEncryptDirectory
+	case "letsencrypt-staging":
+		dir = router.LetsEncryptStagingDirectory
+	}
+	if u, err := url.Parse(dir); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("invalid --acme-directory %q: want an http(s) URL, letsencrypt or letsencrypt-staging", cfg.ACMEDirectory)
+	}
+	opts := &router.ACMEOptions{DirectoryURL: dir, Email: cfg.ACMEEmail, CacheDir: filepath.Join(cfg.Home, "acme")}
+	if cfg.ACMECAFile != "" {
+		pem, err := os.ReadFile(cfg.ACMECAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading --acme-ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--acme-ca-file %s holds no PEM certificate", cfg.ACMECAFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		opts.HTTPClient = &http.Client{Transport: tr}
+	}
+	return opts, nil
 }
 
 // routes adapts the router to the engine's Routes interface: the engine

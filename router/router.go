@@ -19,9 +19,11 @@
 //     a process it removed.
 //  4. On shutdown, after the servers have stopped, CloseIdleConnections.
 //
-// The router starts no goroutine of its own. The goroutines of its pooled
-// connections to processes end with the connections: when a process closes
-// them, after 90 s idle, or at CloseIdleConnections.
+// The router starts no goroutine of its own, but for the timers that renew
+// ACME certificates (Options.ACME), one per host in use, which run for the
+// life of the process. The goroutines of its pooled connections to
+// processes end with the connections: when a process closes them, after
+// 90 s idle, or at CloseIdleConnections.
 package router
 
 import (
@@ -53,6 +55,15 @@ type Options struct {
 	// HTTPSPort is the port of the HTTPS listener, used in redirects from
 	// HTTP. Zero means 443, which redirects leave out of the URL.
 	HTTPSPort int
+	// LocalDomains are the rack's own domains, such as its router domain: a
+	// host equal to one or under one (<service>.<app>.<domain>) always gets
+	// a certificate signed by CA, never one from ACME. So do hosts under
+	// "localhost", IP addresses and names of a single label.
+	LocalDomains []string
+	// ACME, when set, gets the certificates of every other routed host,
+	// the `domain:` names of services, from an ACME CA such as Let's
+	// Encrypt (see ACMEOptions). Nil means CA signs every certificate.
+	ACME *ACMEOptions
 }
 
 // DefaultMaxBodyBytes is the request body limit when Options leave it unset.
@@ -78,6 +89,10 @@ type Router struct {
 	ca        *CA
 	httpsPort int
 	proxy     *httputil.ReverseProxy
+	// localDomains are Options.LocalDomains, canonical, and "localhost".
+	localDomains []string
+	// acme is nil unless Options.ACME is set.
+	acme *acmeCerts
 	// stickyKey makes sticky cookies opaque: they name a process by an HMAC
 	// of its address, so clients learn nothing about ports and cannot aim at
 	// a process of another service. It is random per Router, so a rack
@@ -121,6 +136,16 @@ func New(opts Options) *Router {
 	if rt.httpsPort == 0 {
 		rt.httpsPort = 443
 	}
+	// "localhost" is never in public DNS (RFC 6761).
+	rt.localDomains = []string{"localhost"}
+	for _, d := range opts.LocalDomains {
+		if d = canonicalHost(d); d != "" {
+			rt.localDomains = append(rt.localDomains, d)
+		}
+	}
+	if opts.ACME != nil {
+		rt.acme = rt.newACME(opts.ACME)
+	}
 	rt.certs.m = map[string]*tls.Certificate{}
 	rt.proxy = rt.newProxy()
 	rt.table.Store(&table{hosts: map[string]*route{}})
@@ -132,12 +157,21 @@ func New(opts Options) *Router {
 // HTTPS with 308, except ACME http-01 challenges, and X-Forwarded-Proto
 // tells the process which one the client used.
 //
+// With Options.ACME, the router answers the ACME CA's http-01 validation
+// requests for its own certificates on plain HTTP, whatever the route's
+// whitelist; other requests under /.well-known/acme-challenge/ go to the
+// route as usual.
+//
 // Answers of the router itself: 404 for a host with no route, 403 for a
 // client outside the route's whitelist, 503 when the service has no healthy
 // process, 413 for a body over the limit, 502 when no process could be
 // reached, 504 when the process did not answer within the route's timeout.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := canonicalHost(r.Host)
+	if rt.acme != nil && r.TLS == nil && strings.HasPrefix(r.URL.Path, acmeChallengePrefix) &&
+		!rt.isLocal(host) && rt.acme.serveChallenge(w, r) {
+		return
+	}
 	p := &pick{host: host}
 	for {
 		rte := rt.table.Load().hosts[host]

@@ -26,8 +26,9 @@
 //     docker CLI's when it printed the last line. Then `convox logs
 //     --no-follow` reads back what the store holds of the process: every
 //     "line K" exactly once, in order, or the benchmark fails.
-//   - plain round: `docker run -d` of the same image with the same
-//     environment, read by `docker logs -f --timestamps` alone.
+//   - plain round: a container of the same image with the same
+//     environment (`docker create`, `docker start`), read by `docker logs
+//     -f --timestamps` alone, started on Docker's start event as above.
 //
 // It prints Markdown tables (medians, min–max) and always cleans up: the
 // rack is stopped and its containers, networks, volumes and images (label

@@ -115,7 +115,7 @@ func report(w io.Writer, m machine, n int, ctl *rackRun, plainCtl *plainRun, rou
 		col(func(i int) float64 { return per10k(n, rounds[i].dockerd, ctl.dockerd) }).cell("%.0f"))
 	fmt.Fprintf(w, "| the container's containerd shim (its stdout pipe to dockerd) | | %s |\n",
 		col(func(i int) float64 { return per10k(n, rounds[i].shim, ctl.shim) }).cell("%.0f"))
-	fmt.Fprintf(w, "| `docker logs -f` alone, on a plain `docker run` of the same image | %s | %s |\n",
+	fmt.Fprintf(w, "| `docker logs -f` alone, on a plain container of the same image (`docker create` + `docker start`) | %s | %s |\n",
 		col(func(i int) float64 { return rate(n, plains[i].docker) }).cell("%.0f"),
 		col(func(i int) float64 { return per10k(n, plains[i].dockerCLI, plainCtl.dockerCLI) }).cell("%.0f"))
 	fmt.Fprintf(w, "| dockerd meanwhile (writes the JSON log file, serves one stream) | | %s |\n\n",

@@ -603,12 +603,13 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 // plainLabel marks the plain rounds' containers, with the rack's name.
 const plainLabel = "convox.bench"
 
-// plainRun is one round without the rack: `docker run -d` of the same
-// image printing n lines, read by `docker logs -f` alone.
+// plainRun is one round without the rack: a plain container of the same
+// image printing n lines (`docker create`, `docker start`), read by
+// `docker logs -f` alone.
 type plainRun struct {
 	n         int
 	docker    time.Duration // container start → `docker logs -f` printed line N
-	dockerd   time.Duration // before `docker run` → line N printed, minus idle
+	dockerd   time.Duration // before `docker create` → line N printed, minus idle
 	dockerCLI time.Duration
 	shim      time.Duration
 	printed   *check
@@ -628,16 +629,45 @@ func (b *bench) plainRound(ctx context.Context, n int, timeout time.Duration) (*
 		return nil, err
 	}
 	before := b.sample()
-	out, err := dockerOut(ctx, "run", "-d", "--label", plainLabel+"="+b.rack.name,
+	out, err := dockerOut(ctx, "create", "--label", plainLabel+"="+b.rack.name,
 		"-e", fmt.Sprintf("COUNT_TO=%d", n), "-e", "START_DELAY=3600", b.image)
 	if err != nil {
 		return nil, err
 	}
 	id := strings.TrimSpace(out)
 	defer func() { _, _ = dockerOut(context.Background(), "rm", "-f", id) }()
-	dl, err := followDocker(ctx, id, n)
-	if err != nil {
-		return nil, err
+	// As in the rack round, `docker logs -f` starts on Docker's start
+	// event, so both read the output while it is written.
+	ectx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	evs := events(ectx, plainLabel+"="+b.rack.name, before.at)
+	started := make(chan error, 1)
+	go func() {
+		_, err := dockerOut(ctx, "start", id)
+		started <- err
+	}()
+	var dl *dockerLogs
+	for dl == nil {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				return nil, errors.New("docker's event stream ended")
+			}
+			if ev.Action == "start" && ev.Actor.ID == id {
+				if dl, err = followDocker(ctx, id, n); err != nil {
+					return nil, err
+				}
+			}
+		case err := <-started:
+			if err != nil {
+				return nil, err
+			}
+			started = nil
+		case <-time.After(30 * time.Second):
+			return nil, errors.New("plain round: no start event within 30s")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	defer dl.stop()
 	shim := shimOf(id)

@@ -122,11 +122,15 @@ func report(w io.Writer, o options, m machine, l load, targets []*target, result
 		fmt.Fprintln(w)
 	}
 
-	fmt.Fprintf(w, "Per run (busy: the machine's CPUs; other: their share used by processes other than wrk, the proxy and the backend — a run with more than %.0f%% is measured again, up to %d times):\n\n", 100*maxOther, o.retries)
+	fmt.Fprintf(w, "Per run (busy: the machine's CPUs; other: their share used by processes other than wrk, the proxy and the backend. A run with more than %.0f%% is measured again, up to %d times, and the least disturbed attempt is kept; † marks one still over):\n\n", 100*maxOther, o.retries)
 	fmt.Fprintf(w, "| round | target | scheme | requests/s | p50 | p75 | p90 | p99 | proxy CPU per request | busy | other |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(w, "| %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %.0f%% | %.0f%% |\n", r.round, r.target.name, r.target.scheme,
-			r.rps, ms(r.p50), ms(r.p75), ms(r.p90), ms(r.p99), us(r.cpuPerRequest()), 100*r.busy, 100*r.other)
+		mark := ""
+		if r.other > maxOther {
+			mark = " †"
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %.0f%% | %.0f%%%s |\n", r.round, r.target.name, r.target.scheme,
+			r.rps, ms(r.p50), ms(r.p75), ms(r.p90), ms(r.p99), us(r.cpuPerRequest()), 100*r.busy, 100*r.other, mark)
 	}
 }
 
