@@ -66,8 +66,9 @@ func createConfig(spec engine.ProcessSpec) (*container.Config, *container.HostCo
 		Init:       &useInit,
 		Privileged: spec.Privileged,
 		Resources: container.Resources{
-			NanoCPUs: int64(spec.CPU) * 1_000_000,
-			Memory:   int64(spec.Memory) << 20,
+			CPUShares: cpuShares(spec.CPU),
+			NanoCPUs:  int64(spec.CPULimit) * 1_000_000,
+			Memory:    int64(spec.Memory) << 20,
 		},
 	}
 	if len(spec.Publish) > 0 {
@@ -268,4 +269,13 @@ func (r *Runtime) ProcessRemove(ctx context.Context, id string) error {
 	ctx, cancel := short(ctx)
 	defer cancel()
 	return wrap(r.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}), "removing process %s", id)
+}
+
+// cpuShares turns a CPU request in millicores into Docker's relative weight,
+// where 1024 is one CPU's worth (Kubernetes maps requests the same way).
+func cpuShares(millicores int) int64 {
+	if millicores <= 0 {
+		return 0
+	}
+	return max(int64(millicores)*1024/1000, 2)
 }

@@ -125,8 +125,8 @@ func TestRuntime_ProcessStart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := c.HostConfig.NanoCPUs, int64(250_000_000); got != want {
-			t.Errorf("NanoCPUs: got %d, want %d", got, want)
+		if got, want := c.HostConfig.CPUShares, int64(256); got != want {
+			t.Errorf("CPUShares: got %d, want %d", got, want)
 		}
 		if got, want := c.HostConfig.Memory, int64(64<<20); got != want {
 			t.Errorf("Memory: got %d, want %d", got, want)
@@ -408,7 +408,8 @@ func TestCreateConfig(t *testing.T) {
 		Network:    "a",
 		Aliases:    []string{"web"},
 		Publish:    []int{5000, 5001},
-		CPU:        1500,
+		CPU:        500,
+		CPULimit:   1500,
 		Memory:     256,
 		Privileged: true,
 		Mounts:     []engine.Mount{{Volume: "v", Target: "/v"}, {Source: "/h", Target: "/b"}},
@@ -424,8 +425,8 @@ func TestCreateConfig(t *testing.T) {
 	if cfg.StopTimeout == nil || *cfg.StopTimeout != 11 {
 		t.Errorf("StopTimeout: got %v, want 11", cfg.StopTimeout)
 	}
-	if hc.NanoCPUs != 1_500_000_000 || hc.Memory != 256<<20 {
-		t.Errorf("NanoCPUs %d Memory %d, want 1.5e9 and 256 MiB", hc.NanoCPUs, hc.Memory)
+	if hc.CPUShares != 512 || hc.NanoCPUs != 1_500_000_000 || hc.Memory != 256<<20 {
+		t.Errorf("CPUShares %d NanoCPUs %d Memory %d, want 512, 1.5e9 and 256 MiB", hc.CPUShares, hc.NanoCPUs, hc.Memory)
 	}
 	if *hc.Init || !hc.Privileged || hc.NetworkMode != "a" {
 		t.Errorf("Init %v Privileged %v NetworkMode %q", *hc.Init, hc.Privileged, hc.NetworkMode)

@@ -67,6 +67,7 @@ func (e *Engine) ProcessRun(ctx context.Context, app, service string, opts api.P
 		Labels:     labels,
 		Network:    e.networkName(app),
 		CPU:        s.CPU,
+		CPULimit:   s.CPULimit,
 		Memory:     s.Memory,
 		Init:       s.Init,
 		Privileged: s.Privileged,

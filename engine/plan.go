@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
 	"slices"
@@ -36,8 +37,9 @@ type serviceSpec struct {
 	Health     healthSpec
 	HealthPort int // where Health checks: the main port unless health.port says
 	Count      int
-	CPU        int // millicores
-	Memory     int // MB
+	CPU        int // millicores requested: a weight, not a cap
+	CPULimit   int // millicores cap; 0 = none
+	Memory     int // MB cap: limit.memory, else memory
 	Minimum    int // deployment.minimum, percent
 	Maximum    int // deployment.maximum, percent
 	Init       bool
@@ -123,7 +125,8 @@ func (e *Engine) planTx(tx *store.Tx, app string, rel *api.Release) (*plan, erro
 			Port:       s.Port.Port,
 			Count:      s.Scale.Count.Min,
 			CPU:        s.Scale.Cpu,
-			Memory:     s.Scale.Memory,
+			CPULimit:   s.Scale.Limit.Cpu,
+			Memory:     cmp.Or(s.Scale.Limit.Memory, s.Scale.Memory),
 			Minimum:    s.Deployment.Minimum,
 			Maximum:    s.Deployment.Maximum,
 			Init:       s.Init,

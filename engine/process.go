@@ -73,6 +73,7 @@ func (e *Engine) startService(ctx context.Context, p *plan, s serviceSpec, deplo
 		Aliases:    []string{s.Name},
 		Publish:    publish,
 		CPU:        s.CPU,
+		CPULimit:   s.CPULimit,
 		Memory:     s.Memory,
 		Init:       s.Init,
 		Privileged: s.Privileged,

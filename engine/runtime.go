@@ -142,9 +142,15 @@ type ProcessSpec struct {
 	Aliases    []string // DNS names on that network
 	// Publish lists container TCP ports to publish on 127.0.0.1 at an
 	// ephemeral host port (see Process.Ports).
-	Publish    []int
-	CPU        int // millicores; 0 = unlimited
-	Memory     int // MB; 0 = unlimited
+	Publish []int
+	// CPU is the process's share of the CPUs under contention, in
+	// millicores (a request, as Convox's scale.cpu is): it weighs against
+	// other processes, it does not cap. 0 = the runtime's default weight.
+	CPU int
+	// CPULimit caps the process at this many millicores; 0 = no cap.
+	CPULimit int
+	// Memory caps the process's memory, in MB; 0 = no cap.
+	Memory     int
 	Init       bool
 	Privileged bool
 	Mounts     []Mount

@@ -294,6 +294,28 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(u+s) * clockTick
 }
 
+// hostCPU is the host's CPU time so far, in clock ticks summed over CPUs:
+// all of it, and the busy part (not idle or waiting for I/O).
+func hostCPU() (total, busy int64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		n, _ := strconv.ParseInt(v, 10, 64)
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return total, busy
+}
+
 // findProcess returns the pid of the process named comm whose command
 // line contains arg (any, if arg is ""); 0 if there is none or several.
 func findProcess(comm, arg string) int {

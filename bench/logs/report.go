@@ -125,15 +125,16 @@ func report(w io.Writer, m machine, n int, ctl *rackRun, plainCtl *plainRun, rou
 		ms(ctl.daemon), ms(ctl.dockerd), ms(ctl.dockerCLI), ms(ctl.shim), ms(plainCtl.dockerd), ms(plainCtl.dockerCLI))
 
 	fmt.Fprintf(w, "Per round (times from the container's start; CPU gross, minus idle only; \"stalled\": no progress for %s before the last line, see below):\n\n", stallAfter)
-	fmt.Fprintf(w, "| round | rack has line N | `docker logs -f` printed it | old process removed | daemon CPU | dockerd CPU | docker CLI CPU | shim CPU | plain: `docker logs -f` | plain: dockerd | plain: docker CLI |\n")
-	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| round | rack has line N | `docker logs -f` printed it | old process removed | daemon CPU | dockerd CPU | docker CLI CPU | shim CPU | host busy (idle before) | plain: `docker logs -f` | plain: dockerd | plain: docker CLI | plain: host busy |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, r := range rounds {
 		p := plains[i]
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", i+1,
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s | %s |\n", i+1,
 			stalledOr(r.rackStalled, secs(r.ingest)), stalledOr(r.dockerStalled, secs(r.docker)), secs(r.promoted),
-			ms(r.daemon), ms(r.dockerd), ms(r.dockerCLI), ms(r.shim),
-			stalledOr(p.stalled, secs(p.docker)), ms(p.dockerd), ms(p.dockerCLI))
+			ms(r.daemon), ms(r.dockerd), ms(r.dockerCLI), ms(r.shim), pct(r.hostBusy), pct(r.idleBusy),
+			stalledOr(p.stalled, secs(p.docker)), ms(p.dockerd), ms(p.dockerCLI), pct(p.hostBusy))
 	}
+	fmt.Fprintf(w, "\nHost busy: the share of all %d CPUs' time that was not idle during the round (and during the idle window just before it): the measured processes plus anything else running on the machine.\n", m.cpus)
 	fmt.Fprintf(w, "\nRead back from the store (`convox logs --no-follow`, the process's stream):\n\n")
 	for i, r := range rounds {
 		fmt.Fprintf(w, "- round %d, process %s: the store holds %s; `docker logs -f`: %s; plain `docker logs -f`: %s. Docker's JSON log: %s files (%s for the plain container)\n",
@@ -151,6 +152,13 @@ func indentless(s string) string {
 		s += "\n"
 	}
 	return s
+}
+
+func pct(x float64) string {
+	if math.IsNaN(x) {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f %%", 100*x)
 }
 
 func count(n int) string {

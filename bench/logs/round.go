@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,8 @@ type bench struct {
 	// log stream the daemon then serves too) instead of the API call.
 	cliPromote bool
 	image      string // the chatty app's image, for the plain rounds
+	// idleBusy is the host's busy CPU share in the last idle window.
+	idleBusy float64
 }
 
 // idleWindow is how long the daemon's and dockerd's idle CPU rate is
@@ -35,10 +38,23 @@ const idleWindow = 3 * time.Second
 type cpuSample struct {
 	at              time.Time
 	daemon, dockerd time.Duration
+	// hostTotal and hostBusy are the host's CPU ticks (all CPUs).
+	hostTotal, hostBusy int64
 }
 
 func (b *bench) sample() cpuSample {
-	return cpuSample{at: time.Now(), daemon: cpuTime(b.rack.pid()), dockerd: cpuTime(b.dockerd)}
+	s := cpuSample{at: time.Now(), daemon: cpuTime(b.rack.pid()), dockerd: cpuTime(b.dockerd)}
+	s.hostTotal, s.hostBusy = hostCPU()
+	return s
+}
+
+// busy is the share of the host's CPU time that was busy between two
+// samples: the measured processes and anything else running.
+func busy(a, b cpuSample) float64 {
+	if b.hostTotal <= a.hostTotal {
+		return math.NaN()
+	}
+	return float64(b.hostBusy-a.hostBusy) / float64(b.hostTotal-a.hostTotal)
 }
 
 // idleRate is CPU time per wall time (a ratio), at rest.
@@ -50,6 +66,7 @@ func (b *bench) idle(ctx context.Context) (idleRate, error) {
 		return idleRate{}, err
 	}
 	s1 := b.sample()
+	b.idleBusy = busy(s0, s1)
 	ratio := func(a, b time.Duration) float64 {
 		if a == unknown || b == unknown {
 			return 0
@@ -68,25 +85,30 @@ func used(from, to time.Duration, rate float64, wall time.Duration) time.Duratio
 	return to - from - time.Duration(rate*float64(wall))
 }
 
-// quiesce waits, at most 15 s, until neither the daemon nor dockerd has
-// used more than two clock ticks of CPU in half a second: the work a
-// round leaves behind (a late stream, a removal) must not count as the
-// next one's idle rate, nor escape the read-back.
+// quiesce waits, at most a minute, until neither the daemon nor dockerd
+// has used more than two clock ticks of CPU in half a second, and the
+// host is less than a quarter busy: the work a round leaves behind (a late
+// stream, a removal) must not count in the next one's idle rate, nor
+// escape the read-back, and other load on a shared machine should pass.
 func (b *bench) quiesce(ctx context.Context) error {
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	prev := b.sample()
-	for time.Now().Before(deadline) {
+	for {
 		if err := sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 		cur := b.sample()
-		if cur.daemon-prev.daemon <= 2*clockTick && cur.dockerd-prev.dockerd <= 2*clockTick {
+		quiet := cur.daemon-prev.daemon <= 2*clockTick && cur.dockerd-prev.dockerd <= 2*clockTick
+		host := busy(prev, cur)
+		if quiet && !(host >= 0.25) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			logf("not quiet after a minute (daemon and dockerd quiet: %t, host %s busy); going on", quiet, pct(host))
 			return nil
 		}
 		prev = cur
 	}
-	logf("the daemon or dockerd is still busy after 15 s; going on")
-	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -373,6 +395,9 @@ type rackRun struct {
 	printed   *check        // what `docker logs -f` printed
 	notes     []string      // system/logs lines in the store
 	logFiles  int           // files of Docker's log of the container (1 + rotations); 0 if unknown
+	// hostBusy and idleBusy are the host's busy CPU share during the
+	// round and during the idle window before it (other load shows here).
+	hostBusy, idleBusy float64
 	// rackStalled and dockerStalled: that reader made no progress for
 	// stallAfter before it had line N (its time and CPU are then unknown).
 	rackStalled, dockerStalled bool
@@ -544,6 +569,7 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 		}
 	}
 	final := b.sample()
+	run.hostBusy, run.idleBusy = busy(before, final), b.idleBusy
 
 	c, err := inspect(ctx, newID)
 	if err != nil {
@@ -614,6 +640,7 @@ type plainRun struct {
 	shim      time.Duration
 	printed   *check
 	logFiles  int
+	hostBusy  float64
 	stalled   bool // `docker logs -f` made no progress for stallAfter before line N
 }
 
@@ -701,7 +728,7 @@ func (b *bench) plainRound(ctx context.Context, n int, timeout time.Duration) (*
 		return nil, err
 	}
 	run := &plainRun{n: n, shim: unknown, printed: dl.check, docker: -1, dockerCLI: unknown, dockerd: unknown,
-		logFiles: logFiles(c.LogPath), stalled: stalled}
+		logFiles: logFiles(c.LogPath), stalled: stalled, hostBusy: busy(before, final)}
 	if !stalled {
 		run.docker = dl.at.Sub(c.State.StartedAt)
 		run.dockerCLI = dl.cpu

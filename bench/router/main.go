@@ -8,11 +8,13 @@
 // runs this program. It builds convox and the sample server
 // (testdata/apps/server) into a temporary directory, starts `convox rack
 // start` on a temporary home with free loopback ports for its API and both
-// router listeners, and deploys testdata/apps/web with one process and
+// router listeners, and deploys testdata/apps/web with one process,
 // `tls: {redirect: false}` (so plain HTTP is proxied rather than answered
-// with 308). It then starts nginx, as a child process with a configuration
-// of its own in the temporary directory, proxying to the same process's
-// published port with upstream keepalive.
+// with 308) and `cpu` set to the whole machine (the default 250 millicores
+// would become a CPU quota of a quarter of a CPU on the backend). It then
+// starts nginx, as a child process with a configuration of its own in the
+// temporary directory, proxying to the same process's published port with
+// upstream keepalive.
 //
 // The load generator is wrk (-t2 -c32 --latency by default, all requests
 // with the routed Host header). Each round runs it once against every
@@ -30,12 +32,14 @@
 // (up to a minute) for the machine to be quiet, and it measures a run again
 // (up to 3 times) when processes other than wrk, the proxy and the backend
 // used more than 10% of the CPUs during it: on a shared machine, another
-// test suite would otherwise decide the result. The report (stdout, Markdown) gives
-// per target the median over rounds of requests/s, p50 and p99 latency, the
-// proxy's CPU time per request, and the router's figures against the
-// targets of the issue: at least 0.8× nginx's requests/s, and p99 within
-// 1 ms of nginx's. A miss is reported as FAIL but is not an error: the exit
-// status only says whether the benchmark ran.
+// test suite would otherwise decide the result.
+//
+// The report (stdout, Markdown) gives per target the median over rounds of
+// requests/s, p50 and p99 latency and the proxy's CPU time per request,
+// and the router's figures against the targets of the issue: at least 0.8×
+// nginx's requests/s, and p99 within 1 ms of nginx's. A miss is reported as
+// FAIL but is not an error: the exit status only says whether the
+// benchmark ran.
 //
 // With -perf DIR, one more router run and one more nginx run (HTTP) are
 // recorded with `perf record -g` into DIR, with a flat `perf report` of

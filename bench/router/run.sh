@@ -32,21 +32,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	policy=/usr/sbin/policy-rc.d
 	made_policy=
 	if [ ! -e "$policy" ]; then
-		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-		"${sudo[@]}" chmod 755 "$policy"
+		printf '#!/bin/sh\nexit 101\n' | ${sudo[@]+"${sudo[@]}"} tee "$policy" >/dev/null
+		${sudo[@]+"${sudo[@]}"} chmod 755 "$policy"
 		made_policy=1
 	fi
 	cleanup_policy() {
 		if [ -n "$made_policy" ]; then
-			"${sudo[@]}" rm -f "$policy"
+			${sudo[@]+"${sudo[@]}"} rm -f "$policy"
 		fi
 	}
 	trap cleanup_policy EXIT
 	# apt-get update only when the package lists do not know the packages.
 	if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
-		"${sudo[@]}" apt-get update -q
+		${sudo[@]+"${sudo[@]}"} apt-get update -q
 	fi
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+	${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 	cleanup_policy
 	trap - EXIT
 fi
