@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -28,12 +29,30 @@ func balancerRack(t *testing.T) *rack {
 	return r
 }
 
-// freePort is a loopback port that was free a moment ago.
+// freePort is a loopback port that was free a moment ago, below the
+// kernel's ephemeral range: a port in that range may be the local port of
+// an outgoing connection in TIME_WAIT (tests and benchmarks running
+// alongside leave thousands), and then no listener can bind it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	_, p, _ := net.SplitHostPort(freeAddr(t))
-	n, _ := strconv.Atoi(p)
-	return n
+	low := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	from := max(1024, low-12000)
+	for range 100 {
+		port := from + rand.IntN(low-from)
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port in %d-%d", from, low-1)
+	return 0
 }
 
 // balancerManifest is the sample app with two web processes that also

@@ -83,10 +83,11 @@ const maxOther = 0.15
 type options struct {
 	rounds, streams, workers int
 	mib                      int64
-	duration                 time.Duration
+	duration, rackDuration   time.Duration
 	rack, verbose            bool
 	splice                   string // haproxy's splice options: auto, always, off
 	retries                  int
+	noPortWait               bool // -short: no wait for Docker's port budget
 	warmMiB                  int64
 	warmDuration             time.Duration
 }
@@ -101,6 +102,7 @@ func main() {
 	flag.IntVar(&o.streams, "streams", 4, "concurrent connections of a throughput run")
 	flag.IntVar(&o.workers, "c", 32, "concurrent workers of a connections/s run")
 	flag.DurationVar(&o.duration, "d", 5*time.Second, "duration of each connections/s run")
+	flag.DurationVar(&o.rackDuration, "rack-d", time.Second, "duration of each connections/s run through the rack (see BENCHMARKS.md: Docker's port budget)")
 	flag.BoolVar(&o.rack, "rack", true, "also measure through a real rack (Docker, the sample app)")
 	flag.StringVar(&o.splice, "haproxy-splice", "auto", "haproxy's splicing: auto (`option splice-auto`), always (splice-request and splice-response) or off")
 	short := flag.Bool("short", false, "CI mode: one round, 256 MiB per connection, 2 s connection runs; under 45 s")
@@ -112,11 +114,11 @@ func main() {
 	flag.Parse()
 	o.retries, o.warmMiB, o.warmDuration = 2, 128, time.Second
 	if *short {
-		o.rounds, o.mib, o.duration = 1, 256, 2*time.Second
-		o.retries, o.warmMiB, o.warmDuration = 0, 32, 300*time.Millisecond
+		o.rounds, o.mib, o.duration, o.rackDuration = 1, 256, 2*time.Second, 500*time.Millisecond
+		o.retries, o.warmMiB, o.warmDuration, o.noPortWait = 0, 32, 200*time.Millisecond, true
 	}
-	if o.rounds < 1 || o.mib < 1 || o.streams < 1 || o.workers < 1 || o.duration < 100*time.Millisecond {
-		fmt.Fprintln(os.Stderr, "bench/balancer: need -rounds ≥ 1, -mib ≥ 1, -streams ≥ 1, -c ≥ 1, -d ≥ 100ms")
+	if o.rounds < 1 || o.mib < 1 || o.streams < 1 || o.workers < 1 || o.duration < 100*time.Millisecond || o.rackDuration < 100*time.Millisecond {
+		fmt.Fprintln(os.Stderr, "bench/balancer: need -rounds ≥ 1, -mib ≥ 1, -streams ≥ 1, -c ≥ 1, -d and -rack-d ≥ 100ms")
 		os.Exit(2)
 	}
 	if _, ok := spliceOptions[o.splice]; !ok {
@@ -144,9 +146,14 @@ func logf(format string, args ...any) {
 type suite struct {
 	name, title string
 	backend     string // what the backend is, for the report
+	note        string // said under the suite's tables
 	backendPids func() []int
-	targets     []*target
-	results     []*result
+	// connDuration, when set, replaces -d for connections/s runs, and
+	// beforeConns runs before each of them.
+	connDuration time.Duration
+	beforeConns  func(context.Context) error
+	targets      []*target
+	results      []*result
 }
 
 func run(ctx context.Context, o options) error {
@@ -216,7 +223,7 @@ func run(ctx context.Context, o options) error {
 		}
 		r = &rack{name: fmt.Sprintf("bench%06d", rand.IntN(1000000)), dir: tmp}
 		logf("rack suite: building convox and the sample server")
-		rs, backendAddr, bal, err := rackSuite(ctx, root, r)
+		rs, backendAddr, bal, err := rackSuite(ctx, root, r, o.rackDuration, !o.noPortWait)
 		if err != nil {
 			return err
 		}
@@ -273,6 +280,11 @@ func measure(ctx context.Context, o options, s *suite) error {
 		if _, err := runThroughput(ctx, t, s, o.streams, o.warmMiB<<20); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.name, err)
 		}
+		if s.beforeConns != nil {
+			if err := s.beforeConns(ctx); err != nil {
+				return err
+			}
+		}
 		if _, err := runConns(ctx, t, s, o.workers, o.warmDuration); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.name, err)
 		}
@@ -288,7 +300,16 @@ func measure(ctx context.Context, o options, s *suite) error {
 					if kind == "throughput" {
 						res, err = runThroughput(ctx, t, s, o.streams, o.mib<<20)
 					} else {
-						res, err = runConns(ctx, t, s, o.workers, o.duration)
+						d := o.duration
+						if s.connDuration > 0 {
+							d = s.connDuration
+						}
+						if s.beforeConns != nil {
+							if err := s.beforeConns(ctx); err != nil {
+								return err
+							}
+						}
+						res, err = runConns(ctx, t, s, o.workers, d)
 					}
 					if err != nil {
 						return fmt.Errorf("%s suite, round %d, %s of %s: %w", s.name, round+1, kind, t.name, err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -288,23 +289,60 @@ func startHaproxy(ctx context.Context, dir, backend, splice string) (*proc, erro
 	return p, nil
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago, below the
+// kernel's ephemeral range: a port in that range may be the local port of
+// a connection in TIME_WAIT, of which a benchmark leaves tens of thousands,
+// and then a listener cannot bind it.
+func freePort() (int, error) {
+	low := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	from := max(1024, low-12000)
+	for range 100 {
+		port := from + mathrand.IntN(low-from)
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			ln.Close()
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port in %d-%d", from, low-1)
+}
+
+// freeAddr is 127.0.0.1 and a free port, see freePort.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "127.0.0.1:" + strconv.Itoa(port), nil
 }
 
-func freePort() (int, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return 0, err
+// timeWaits counts the host's TCP connections in TIME_WAIT to a remote
+// port.
+func timeWaits(port int) int {
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "06" { // TCP_TIME_WAIT
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fields[2], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
+				n++
+			}
+		}
 	}
-	_, p, _ := net.SplitHostPort(addr)
-	return strconv.Atoi(p)
+	return n
 }
 
 type syncBuffer struct {

@@ -57,7 +57,7 @@ func (r *rack) env() []string {
 // rackSuite builds convox and the sample app, starts the rack, deploys the
 // app with one process behind a balancer, and returns the suite with the
 // process's published echo port (the balancer's target) and the balancer.
-func rackSuite(ctx context.Context, root string, r *rack) (*suite, string, *target, error) {
+func rackSuite(ctx context.Context, root string, r *rack, connDuration time.Duration, portWait bool) (*suite, string, *target, error) {
 	r.binary = filepath.Join(r.dir, "convox")
 	if err := runCmd(ctx, root, nil, "go", "build", "-o", r.binary, "."); err != nil {
 		return nil, "", nil, fmt.Errorf("building convox: %w", err)
@@ -99,10 +99,24 @@ func rackSuite(ctx context.Context, root string, r *rack) (*suite, string, *targ
 		proxy = "through Docker's `docker-proxy` for the published loopback port, in every target's path"
 	}
 	s := &suite{
-		name:        "rack",
-		title:       "Through a real rack: the sample app in Docker, its published port",
-		backend:     "the sample app's echo (`ECHO_PORT=7000`) in its container, one process, " + proxy,
-		backendPids: func() []int { return bpids },
+		name:         "rack",
+		title:        "Through a real rack: the sample app in Docker, its published port",
+		backend:      "the sample app's echo (`ECHO_PORT=7000`) in its container, one process, " + proxy,
+		backendPids:  func() []int { return bpids },
+		connDuration: connDuration,
+	}
+	// See waitPortBudget.
+	s.note = fmt.Sprintf("Connections/s through Docker: whichever way a client comes in, `docker-proxy` connects to the container over the bridge and, as the side that sends the first FIN, keeps each of those connections in TIME_WAIT for 60 s; "+
+		"the kernel reuses such ports early only for loopback connections (`net.ipv4.tcp_tw_reuse=2`). "+
+		"As the %d ports of the ephemeral range fill up, each connect scans longer for a free port and docker-proxy burns the CPUs: "+
+		"a sustained rate above about %d new connections/s to one process cannot last, and a run would pay for the ones before it. ",
+		ephemeralPorts(), ephemeralPorts()/60)
+	if portWait {
+		s.beforeConns = func(ctx context.Context) error { return waitPortBudget(ctx, 7000) }
+		s.note += fmt.Sprintf("So these runs last %s each and start only once fewer than %d connections to the container's port are in TIME_WAIT: they measure bursts from a clean state.",
+			connDuration, maxTimeWait)
+	} else {
+		s.note += fmt.Sprintf("These runs (-short) last %s each and **did not wait** for the TIME_WAITs to clear: their figures are pessimistic, the more so for later targets.", connDuration)
 	}
 	bal := &target{name: "convox rack balancer", kind: "balancer", addr: r.balancer, pids: func() []int { return []int{r.cmd.Process.Pid} }}
 	return s, backend, bal, nil
@@ -411,4 +425,45 @@ func runCmd(ctx context.Context, dir string, env []string, name string, args ...
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return nil
+}
+
+// maxTimeWait is how many connections to the container's port may be in
+// TIME_WAIT before a connections/s run through the rack starts.
+const maxTimeWait = 4000
+
+// waitPortBudget waits (at most 75 s) until fewer than maxTimeWait
+// connections to port are in TIME_WAIT: docker-proxy's connections to the
+// container are not on loopback, so their ports are not reused before the
+// 60 s of TIME_WAIT pass, and a run that found the ephemeral range nearly
+// spent would measure docker-proxy's search for a free port.
+func waitPortBudget(ctx context.Context, port int) error {
+	deadline := time.Now().Add(75 * time.Second)
+	n := timeWaits(port)
+	if n < maxTimeWait {
+		return nil
+	}
+	logf("rack suite: %d connections to the container's port %d in TIME_WAIT; waiting until fewer than %d", n, port, maxTimeWait)
+	for n >= maxTimeWait && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		n = timeWaits(port)
+	}
+	return nil
+}
+
+// ephemeralPorts is the size of the kernel's ephemeral port range.
+func ephemeralPorts() int {
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			lo, err1 := strconv.Atoi(f[0])
+			hi, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil && hi >= lo {
+				return hi - lo + 1
+			}
+		}
+	}
+	return 28232
 }

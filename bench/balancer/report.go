@@ -109,6 +109,9 @@ func report(w io.Writer, o options, m machine, suites []*suite, elapsed time.Dur
 		fmt.Fprintf(w, "Targets (%s):\n\n", s.name)
 		fmt.Fprintf(w, "- throughput, balancer ≥ %.1f× direct: %.2f× %s (haproxy: %.2f×)\n", minThroughputRatio, tr, verdict(tr >= minThroughputRatio), hr)
 		fmt.Fprintf(w, "- connections/s, balancer ≥ haproxy: %.2f× %s\n\n", cr, verdict(cr >= minConnRatio))
+		if s.note != "" {
+			fmt.Fprintf(w, "%s\n\n", s.note)
+		}
 	}
 	if o.verbose {
 		fmt.Fprintf(w, "Every run:\n\n| suite | round | target | measurement | figures |\n|---|---:|---|---|---|\n")
