@@ -61,6 +61,26 @@ func (e *Engine) collected(id string, timeout time.Duration) {
 
 // follow copies p's output into the log store until p stops.
 func (e *Engine) follow(ctx context.Context, p Process) error {
+	for {
+		if err := e.followOnce(ctx, p); err != nil {
+			return err
+		}
+		// The stream also ends when dockerd restarts or drops it; only a
+		// stopped process has no more to say.
+		cur, err := e.runtime.ProcessInspect(ctx, p.ID)
+		if err != nil || !cur.Running() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// followOnce reads one stream of p's output, from where the store has it.
+func (e *Engine) followOnce(ctx context.Context, p Process) error {
 	app := p.Labels[LabelApp]
 	src, err := e.logs.Source(app, p.ID)
 	if err != nil {
@@ -74,21 +94,33 @@ func (e *Engine) follow(ctx context.Context, p Process) error {
 	stream := "service/" + p.Labels[LabelService] + "/" + p.Labels[LabelProcess]
 	sc := bufio.NewScanner(rc)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	// last is the newest time read; replay, the time a replay started.
+	var last, replay time.Time
 	for sc.Scan() {
 		ts, msg, _ := strings.Cut(sc.Text(), " ")
 		t, err := time.Parse(time.RFC3339Nano, ts)
 		if err != nil {
 			t, msg = time.Now().UTC(), sc.Text()
 		}
+		switch {
+		case !t.Before(last):
+			last, replay = t, time.Time{}
+		case replay.IsZero() || t.Before(replay):
+			// Docker 20.10's follow stream replays lines it already sent
+			// when it rotates the log file. Going back in time is treated
+			// as a resume: a fresh Source drops what the store holds.
+			replay = t
+			if src, err = e.logs.Source(app, p.ID); err != nil {
+				return err
+			}
+		}
 		if err := src.Append(logs.Entry{Time: t, Stream: stream, Message: msg}); err != nil {
 			return err
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
 		return err
 	}
-	// The stream ended because the process stopped: its cursor is no
-	// longer needed once it is removed, which the caller does next.
 	return nil
 }
 
