@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -195,8 +196,15 @@ func (c *Client) ProcessExec(ctx context.Context, app, pid, command string, rw i
 			}
 			return code, nil
 		}
-		// Keep back only as much as could be the marker's beginning.
-		keep := min(len(pending), len(marker)-1)
+		// Keep back only a tail that could be the marker's beginning, so
+		// output flows as it comes.
+		keep := 0
+		for k := min(len(pending), len(marker)-1); k > 0; k-- {
+			if bytes.HasSuffix(pending, marker[:k]) {
+				keep = k
+				break
+			}
+		}
 		if _, werr := rw.Write(pending[:len(pending)-keep]); werr != nil {
 			return 0, werr
 		}

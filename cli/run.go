@@ -179,6 +179,10 @@ func execute(ctx context.Context, r api.Rack, t *terminal, app, pid, command str
 	code, err := r.ProcessExec(ctx, app, pid, command, t, api.ProcessExecOptions{
 		Entrypoint: entrypoint, Tty: t.tty, Height: t.height, Width: t.width,
 	})
+	if err != nil && ctx.Err() != nil {
+		// Interrupted (Ctrl-C): exit as a shell does after SIGINT.
+		return &exitError{code: 130}
+	}
 	if err != nil {
 		return err
 	}
