@@ -31,7 +31,7 @@ type result struct {
 	round, attempts int
 	rate            float64 // payload bytes/s one way, or connections/s
 	count           int64   // payload bytes one way, or connections
-	errors          int64   // failed connections (connections/s runs)
+	errors          int64   // failed connections
 	firstErr        string
 	p50, p99        time.Duration // connect, write, read, close (connections/s runs)
 	cpu             usage
@@ -53,8 +53,12 @@ func (r *result) per(cpuSeconds float64) float64 {
 func (r *result) line() string {
 	c := r.cpu
 	if r.kind == "throughput" {
-		return fmt.Sprintf("%6.0f MiB/s   CPU-s/GiB: all %.2f = load %.2f + proxy %.2f + backend %.2f + softirq %.2f   busy %3.0f%%  other %2.0f%%",
+		s := fmt.Sprintf("%6.0f MiB/s   CPU-s/GiB: all %.2f = load %.2f + proxy %.2f + backend %.2f + softirq %.2f   busy %3.0f%%  other %2.0f%%",
 			r.rate/(1<<20), r.per(c.ours()), r.per(c.client), r.per(c.proxy), r.per(c.backend), r.per(c.softirq), 100*c.busy/c.total, 100*c.otherShare())
+		if r.errors > 0 {
+			s += fmt.Sprintf("   %d failed (%s)", r.errors, r.firstErr)
+		}
+		return s
 	}
 	s := fmt.Sprintf("%6.0f conn/s  p50 %s p99 %s   CPU/conn: all %s = load %s + proxy %s + backend %s + softirq %s   busy %3.0f%%  other %2.0f%%",
 		r.rate, ms(r.p50), ms(r.p99), us(r.per(c.ours())), us(r.per(c.client)), us(r.per(c.proxy)), us(r.per(c.backend)), us(r.per(c.softirq)),
@@ -66,36 +70,53 @@ func (r *result) line() string {
 }
 
 // runThroughput opens streams connections to t at once, each sending size
-// bytes and reading them back with the bye; every one must succeed.
+// bytes and reading them back with the bye. A connection that fails counts
+// as failed, with the bytes it had echoed until then.
 func runThroughput(ctx context.Context, t *target, s *suite, streams int, size int64) (*result, error) {
+	type outcome struct {
+		got int64
+		err error
+	}
 	before := snapshot(t, s)
 	start := time.Now()
-	errs := make(chan error, streams)
+	done := make(chan outcome, streams)
 	for range streams {
-		go func() { errs <- transfer(ctx, t.addr, size) }()
+		go func() {
+			got, err := transfer(ctx, t.addr, size)
+			done <- outcome{got, err}
+		}()
 	}
-	var first error
+	r := &result{target: t, kind: "throughput"}
 	for range streams {
-		if err := <-errs; err != nil && first == nil {
-			first = err
+		o := <-done
+		r.count += min(o.got, size)
+		if o.err != nil {
+			r.errors++
+			if r.firstErr == "" {
+				r.firstErr = o.err.Error()
+			}
 		}
 	}
 	wall := time.Since(start)
-	after := snapshot(t, s)
-	if first != nil {
-		return nil, first
+	r.cpu = snapshot(t, s).since(before)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
-	n := int64(streams) * size
-	return &result{target: t, kind: "throughput", count: n, rate: float64(n) / wall.Seconds(), cpu: after.since(before)}, nil
+	if r.count == 0 {
+		return nil, fmt.Errorf("no byte came back: %s", r.firstErr)
+	}
+	r.rate = float64(r.count) / wall.Seconds()
+	return r, nil
 }
 
 // transfer sends size zero bytes to addr and half-closes, while reading
-// the echo and the bye back until the other side closes.
-func transfer(ctx context.Context, addr string, size int64) error {
+// the echo and the bye back until the other side closes. It returns how
+// many bytes came back.
+func transfer(ctx context.Context, addr string, size int64) (int64, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	c := nc.(*net.TCPConn)
 	defer c.Close()
@@ -129,16 +150,16 @@ func transfer(ctx context.Context, addr string, size int64) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("reading after %d bytes: %w", got, err)
+			return got, fmt.Errorf("reading after %d of %d bytes: %w", got, size, err)
 		}
 	}
 	if err := <-werr; err != nil {
-		return err
+		return got, err
 	}
 	if got < size || !bytes.HasPrefix(tail, []byte("bye from ")) || bytes.IndexByte(tail, 0) >= 0 {
-		return fmt.Errorf("read %d bytes ending %q, want the %d bytes sent and a bye", got, tail, size)
+		return got, fmt.Errorf("read %d bytes ending %q, want the %d bytes sent and a bye", got, tail, size)
 	}
-	return nil
+	return got, nil
 }
 
 // runConns runs workers loops for d: connect to t, write a byte, read it
@@ -221,7 +242,7 @@ func runConns(ctx context.Context, t *target, s *suite, workers int, d time.Dura
 func waitEcho(ctx context.Context, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := transfer(ctx, addr, 6)
+		_, err := transfer(ctx, addr, 6)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}

@@ -154,6 +154,7 @@ type suite struct {
 	beforeConns  func(context.Context) error
 	targets      []*target
 	results      []*result
+	failures     []*result // throughput runs with a failed transfer, kept or measured again
 }
 
 func run(ctx context.Context, o options) error {
@@ -277,8 +278,10 @@ func addTargets(ctx context.Context, o options, tmp, self string, s *suite, back
 func measure(ctx context.Context, o options, s *suite) error {
 	logf("%s suite: warm-up", s.name)
 	for _, t := range s.targets {
-		if _, err := runThroughput(ctx, t, s, o.streams, o.warmMiB<<20); err != nil {
+		if res, err := runThroughput(ctx, t, s, o.streams, o.warmMiB<<20); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.name, err)
+		} else if res.errors > 0 {
+			logf("%s suite: warm-up of %s: %d transfers failed (%s)", s.name, t.name, res.errors, res.firstErr)
 		}
 		if s.beforeConns != nil {
 			if err := s.beforeConns(ctx); err != nil {
@@ -315,11 +318,21 @@ func measure(ctx context.Context, o options, s *suite) error {
 						return fmt.Errorf("%s suite, round %d, %s of %s: %w", s.name, round+1, kind, t.name, err)
 					}
 					res.round, res.attempts = round+1, attempt
-					if res.cpu.otherShare() <= maxOther || attempt > o.retries {
+					if kind == "throughput" && res.errors > 0 {
+						s.failures = append(s.failures, res)
+					}
+					busy := res.cpu.otherShare() > maxOther
+					failed := kind == "throughput" && res.errors > 0
+					if !busy && !failed || attempt > o.retries {
 						break
 					}
-					logf("%s suite, round %d: %s of %s: other processes used %.0f%% of the CPUs; measuring it again",
-						s.name, round+1, kind, t.name, 100*res.cpu.otherShare())
+					if failed {
+						logf("%s suite, round %d: %s of %s: %d transfers failed (%s); measuring it again",
+							s.name, round+1, kind, t.name, res.errors, res.firstErr)
+					} else {
+						logf("%s suite, round %d: %s of %s: other processes used %.0f%% of the CPUs; measuring it again",
+							s.name, round+1, kind, t.name, 100*res.cpu.otherShare())
+					}
 				}
 				logf("%s suite, round %d/%d: %-34s %s", s.name, round+1, o.rounds, t.name, res.line())
 				s.results = append(s.results, res)

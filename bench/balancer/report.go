@@ -63,8 +63,8 @@ func report(w io.Writer, o options, m machine, suites []*suite, elapsed time.Dur
 		rate := func(r *result) float64 { return r.rate }
 		med := func(t *target, kind string) float64 { return summarize(of(s, t, kind, rate)).med }
 
-		fmt.Fprintf(w, "| throughput | median | min | max | × direct | proxy CPU / GiB | all CPU / GiB | machine busy |\n")
-		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| throughput | median | min | max | × direct | proxy CPU / GiB | all CPU / GiB | machine busy | failed |\n")
+		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, t := range s.targets {
 			st := summarize(of(s, t, "throughput", rate))
 			proxyCPU := "—"
@@ -73,8 +73,12 @@ func report(w io.Writer, o options, m machine, suites []*suite, elapsed time.Dur
 			}
 			all := summarize(of(s, t, "throughput", func(r *result) float64 { return r.per(r.cpu.ours()) })).med
 			busy := summarize(of(s, t, "throughput", func(r *result) float64 { return r.cpu.busy / r.cpu.total })).med
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f× | %s | %.2f s | %.0f%% |\n",
-				t.name, mibs(st.med), mibs(st.min), mibs(st.max), st.med/med(direct, "throughput"), proxyCPU, all, 100*busy)
+			var failed float64
+			for _, f := range of(s, t, "throughput", func(r *result) float64 { return float64(r.errors) }) {
+				failed += f
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f× | %s | %.2f s | %.0f%% | %.0f |\n",
+				t.name, mibs(st.med), mibs(st.min), mibs(st.max), st.med/med(direct, "throughput"), proxyCPU, all, 100*busy, failed)
 		}
 		fmt.Fprintln(w)
 
@@ -109,6 +113,13 @@ func report(w io.Writer, o options, m machine, suites []*suite, elapsed time.Dur
 		fmt.Fprintf(w, "Targets (%s):\n\n", s.name)
 		fmt.Fprintf(w, "- throughput, balancer ≥ %.1f× direct: %.2f× %s (haproxy: %.2f×)\n", minThroughputRatio, tr, verdict(tr >= minThroughputRatio), hr)
 		fmt.Fprintf(w, "- connections/s, balancer ≥ haproxy: %.2f× %s\n\n", cr, verdict(cr >= minConnRatio))
+		if len(s.failures) > 0 {
+			fmt.Fprintf(w, "Throughput runs with a failed transfer (each measured again, up to %d times; the table keeps the last attempt):\n\n", o.retries)
+			for _, r := range s.failures {
+				fmt.Fprintf(w, "- round %d, %s, attempt %d: %d of %d transfers failed: %s\n", r.round, r.target.name, r.attempts, r.errors, o.streams, r.firstErr)
+			}
+			fmt.Fprintln(w)
+		}
 		if s.note != "" {
 			fmt.Fprintf(w, "%s\n\n", s.note)
 		}
