@@ -2,7 +2,7 @@
 // against haproxy in TCP mode and against no proxy at all, on loopback, to
 // the same backend:
 //
-//	bash bench/balancer/run.sh [-rounds 3] [-mib 1024] [-streams 4] [-c 32] [-d 5s] [-rack=true] [-short] [-v]
+//	bash bench/balancer/run.sh [-rounds 3] [-mib 1024] [-streams 4] [-c 32] [-d 5s] [-rack-d 1s] [-rack=true] [-haproxy-splice auto] [-short] [-v]
 //
 // run.sh installs haproxy (Debian package) when it is missing and runs this
 // program. Every party is a process of its own, so that each one's CPU time
@@ -33,13 +33,20 @@
 //     bytes per second one way (each byte crosses the proxy twice, once per
 //     direction).
 //   - connections/s: -c workers for -d, each in a loop: connect, write 1
-//     byte, read 1 byte, close.
+//     byte, read 1 byte, close. Through the rack the runs last -rack-d and
+//     each waits until fewer than 4000 connections to the container's port
+//     are in TIME_WAIT: docker-proxy's connections to the container are not
+//     on loopback, so their ports are not reused early, and a run that found
+//     the ephemeral range nearly spent would measure docker-proxy's search
+//     for a free port (BENCHMARKS.md, "Docker's port budget").
 //
 // Every target gets an untimed warm-up of each first. Each round runs every
 // target once, throughput first, in an order rotating from round to round
 // so that drift on the machine spreads evenly; a run during which processes
-// other than ours used more than 15% of the machine's CPU time is measured
-// again (up to twice). The CPU time of every process involved (and of the
+// other than ours used more than 15% of the machine's CPU time, or a
+// throughput run in which a transfer failed (haproxy 2.6 splicing in front
+// of docker-proxy now and then stalls one), is measured again (up to
+// twice; the report lists failed transfers). The CPU time of every process involved (and of the
 // kernel's softirq work, where loopback packets are delivered) is read from
 // /proc around each run, which gives CPU time per GiB and per connection.
 // The report (stdout, Markdown) gives per suite and target the medians over
