@@ -241,8 +241,8 @@ func TestBalancer(t *testing.T) {
 	go func() { done <- r.convox("env", "set", "GREETING=bonjour", "-a", "app", "--promote") }()
 
 	// New connections reach both new processes once they are healthy (and
-	// an old one may still take some until the rollout has stopped it: see
-	// TestBalancerDeployRetiresOldProcessesTogether). None fails meanwhile.
+	// an old one may take some until the rollout takes both out of the
+	// balancer). None fails meanwhile.
 	var fresh []string
 	eventually(t, 60*time.Second, "the balancer reaching both new processes", func() bool {
 		hosts, err := hostsVia(port, 12)
@@ -461,19 +461,13 @@ func listening(t *testing.T, port int) []string {
 	return addrs
 }
 
-// TestBalancerDeployRetiresOldProcessesTogether shows a known issue of the
-// engine, so it runs only with E2E_KNOWN_ISSUES=1: once a rolling deploy's
-// new processes are healthy, the old ones should all leave the balancer
-// (and the router) at once, then drain. The engine instead stops them one
-// at a time (engine/promote.go, rolloutService), and each stopProcess
-// drains for up to the termination grace before the next old process is
-// even taken out of the balancer. With a long-lived connection on each old
-// process, the second old process keeps getting new connections for the
-// whole grace of the first (here 20 s) although the new release is up.
+// TestBalancerDeployRetiresOldProcessesTogether: once a rolling deploy's
+// new processes are healthy, the old ones leave the balancer (and the
+// router) together, then drain. With a long-lived connection on each old
+// process, stopping them one drain at a time would keep the second old
+// process taking new connections for the whole grace of the first (here
+// 20 s) although the new release is up.
 func TestBalancerDeployRetiresOldProcessesTogether(t *testing.T) {
-	if os.Getenv("E2E_KNOWN_ISSUES") != "1" {
-		t.Skip("known issue: old processes leave the balancer one drain at a time; E2E_KNOWN_ISSUES=1 runs it")
-	}
 	r := balancerRack(t)
 	port := freePort(t)
 	dir := sampleApp(t, balancerManifest(port, "", ""))

@@ -215,11 +215,11 @@ func (e *Engine) convergeLocked(ctx context.Context, app string, duringRollback 
 		// Newest first, so scaling down keeps the processes that have
 		// proven themselves.
 		sort.Slice(running, func(i, j int) bool { return running[i].Created.After(running[j].Created) })
-		for len(running) > s.Count {
-			if err := e.stopProcess(ctx, running[0], s.Grace, "scaled down"); err != nil {
+		if extra := len(running) - s.Count; extra > 0 {
+			if err := e.stopProcesses(ctx, running[:extra], s.Grace, "scaled down"); err != nil {
 				return err
 			}
-			running = running[1:]
+			running = running[extra:]
 		}
 		for n := len(running); n < s.Count; n++ {
 			if _, pid, err := e.startService(ctx, pl, s, deploy); err != nil {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/singlehost/convox/api"
@@ -100,6 +101,22 @@ func (e *Engine) stopProcess(ctx context.Context, p Process, grace time.Duration
 		e.event(p.Labels[LabelApp], "process", "Stopped process %s (%s)", pid, why)
 	}
 	return e.removeProcess(ctx, p)
+}
+
+// stopProcesses stops ps together: they leave the routes at once, drain
+// in parallel, then stop in parallel. The first errors are joined.
+func (e *Engine) stopProcesses(ctx context.Context, ps []Process, grace time.Duration, why string) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	e.unrouteAll(ctx, ps, grace)
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Go(func() { errs[i] = e.stopProcess(ctx, p, grace, why) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // removeProcess removes a stopped process once its output is in the log

@@ -245,13 +245,15 @@ func (e *Engine) rollback(ctx context.Context, p *store.Promotion) {
 		e.log.Error("rollback", "app", p.App, "error", err)
 		return
 	}
+	var failed []Process
 	for _, proc := range ps {
 		if proc.Labels[LabelDeploy] == p.ID && (!p.Restart || proc.Labels[LabelRelease] == p.Release) ||
 			!p.Restart && proc.Labels[LabelRelease] == p.Release && p.Release != p.Previous {
-			if err := e.stopProcess(ctx, proc, 5*time.Second, "rollback"); err != nil {
-				e.log.Error("rollback", "app", p.App, "error", err)
-			}
+			failed = append(failed, proc)
 		}
+	}
+	if err := e.stopProcesses(ctx, failed, 5*time.Second, "rollback"); err != nil {
+		e.log.Error("rollback", "app", p.App, "error", err)
 	}
 	if err := e.convergeLocked(ctx, p.App, true); err != nil {
 		e.log.Error("rollback", "app", p.App, "error", err)
@@ -303,15 +305,14 @@ func (e *Engine) rolloutRelease(ctx context.Context, p *store.Promotion) error {
 	if err != nil {
 		return err
 	}
+	var strays []Process
 	for _, proc := range ps {
 		_, known := pl.service(proc.Labels[LabelService])
 		if proc.Labels[LabelRelease] != p.Release || !known {
-			if err := e.stopProcess(ctx, proc, 30*time.Second, "replaced by release "+p.Release); err != nil {
-				return err
-			}
+			strays = append(strays, proc)
 		}
 	}
-	return nil
+	return e.stopProcesses(ctx, strays, 30*time.Second, "replaced by release "+p.Release)
 }
 
 // rolloutService replaces the processes of one service with processes of
@@ -340,11 +341,11 @@ func (e *Engine) rolloutService(ctx context.Context, pl *plan, s serviceSpec, p 
 	if err := e.waitAllHealthy(ctx, pl.App, s, cur); err != nil {
 		return err
 	}
-	for len(cur) > s.Count {
-		if err := e.stopProcess(ctx, cur[len(cur)-1], s.Grace, "scaled down"); err != nil {
+	if len(cur) > s.Count {
+		if err := e.stopProcesses(ctx, cur[s.Count:], s.Grace, "scaled down"); err != nil {
 			return err
 		}
-		cur = cur[:len(cur)-1]
+		cur = cur[:s.Count]
 	}
 	surge, unavailable := s.surge()
 	for len(cur) < s.Count {
@@ -354,10 +355,8 @@ func (e *Engine) rolloutService(ctx context.Context, pl *plan, s serviceSpec, p 
 			if n == 0 {
 				return fmt.Errorf("service %s: cannot make room for new processes", s.Name)
 			}
-			for _, proc := range old[:n] {
-				if err := e.stopProcess(ctx, proc, s.Grace, "replaced by release "+pl.Release); err != nil {
-					return err
-				}
+			if err := e.stopProcesses(ctx, old[:n], s.Grace, "replaced by release "+pl.Release); err != nil {
+				return err
 			}
 			old = old[n:]
 			continue
@@ -370,19 +369,16 @@ func (e *Engine) rolloutService(ctx context.Context, pl *plan, s serviceSpec, p 
 			return err
 		}
 		cur = append(cur, batch...)
-		for n := len(cur) + len(old) - s.Count; n > 0 && len(old) > 0; n-- {
-			if err := e.stopProcess(ctx, old[0], s.Grace, "replaced by release "+pl.Release); err != nil {
+		// The batch is healthy: as many old processes leave, together.
+		n := min(len(cur)+len(old)-s.Count, len(old))
+		if n > 0 {
+			if err := e.stopProcesses(ctx, old[:n], s.Grace, "replaced by release "+pl.Release); err != nil {
 				return err
 			}
-			old = old[1:]
+			old = old[n:]
 		}
 	}
-	for _, proc := range old {
-		if err := e.stopProcess(ctx, proc, s.Grace, "replaced by release "+pl.Release); err != nil {
-			return err
-		}
-	}
-	return nil
+	return e.stopProcesses(ctx, old, s.Grace, "replaced by release "+pl.Release)
 }
 
 func withPid(pid string, err error) error {
@@ -513,11 +509,13 @@ func (e *Engine) startBatch(ctx context.Context, pl *plan, s serviceSpec, deploy
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		var started []Process
 		for i, p := range procs {
 			if errs[i] == nil {
-				_ = e.stopProcess(ctx, p, time.Second, "rollout failed")
+				started = append(started, p)
 			}
 		}
+		_ = e.stopProcesses(ctx, started, time.Second, "rollout failed")
 		return nil, err
 	}
 	return procs, nil

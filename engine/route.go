@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -34,6 +35,7 @@ type Route struct {
 // balancers on its other published ports.
 type healthyProcess struct {
 	app, service string
+	pid          string // set when it leaves, for the log
 	target       netip.AddrPort
 	ports        map[int]netip.AddrPort
 }
@@ -51,25 +53,53 @@ func (e *Engine) markHealthy(ctx context.Context, s serviceSpec, p Process) {
 // requests in flight to it to finish: then it can be stopped without
 // failing a request.
 func (e *Engine) unroute(ctx context.Context, p Process, grace time.Duration) {
+	e.unrouteAll(ctx, []Process{p}, grace)
+}
+
+// unrouteAll takes every process of ps out of the routes in one table swap
+// per app, then drains them in parallel: a process leaving with others must
+// not take new work while they drain, nor wait for their drain to start its
+// own.
+func (e *Engine) unrouteAll(ctx context.Context, ps []Process, grace time.Duration) {
+	var gone []healthyProcess
+	apps := map[string]bool{}
 	e.mu.Lock()
-	h, ok := e.healthy[p.ID]
-	delete(e.healthy, p.ID)
+	for _, p := range ps {
+		if h, ok := e.healthy[p.ID]; ok {
+			delete(e.healthy, p.ID)
+			h.pid = p.Labels[LabelProcess]
+			gone = append(gone, h)
+			apps[h.app] = true
+		}
+	}
 	e.mu.Unlock()
-	if !ok {
+	if len(gone) == 0 {
 		return
 	}
-	e.publishRoutes(ctx, h.app)
+	for app := range apps {
+		e.publishRoutes(ctx, app)
+	}
 	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
+	var wg sync.WaitGroup
+	for _, h := range gone {
+		wg.Go(func() { e.drain(ctx, h) })
+	}
+	wg.Wait()
+}
+
+// drain waits until h's in-flight requests and connections have ended, or
+// ctx is done.
+func (e *Engine) drain(ctx context.Context, h healthyProcess) {
 	if e.routes != nil && h.target.IsValid() {
 		if err := e.routes.Drain(ctx, h.target); err != nil && ctx.Err() == nil {
-			e.log.Warn("draining a process", "process", p.Labels[LabelProcess], "error", err)
+			e.log.Warn("draining a process", "process", h.pid, "error", err)
 		}
 	}
 	if e.balancers != nil {
 		for _, addr := range h.ports {
 			if err := e.balancers.Drain(ctx, addr); err != nil && ctx.Err() == nil {
-				e.log.Warn("draining a process's connections", "process", p.Labels[LabelProcess], "error", err)
+				e.log.Warn("draining a process's connections", "process", h.pid, "error", err)
 			}
 		}
 	}

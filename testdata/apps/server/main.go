@@ -12,6 +12,10 @@
 //	TICK_MS      print "tick N" every TICK_MS milliseconds, N = 1, 2, …
 //	EXIT_AFTER   seconds after which to exit with code 1 (a crash loop)
 //	ECHO_PORT    also serve a TCP echo on this port (balancer tests)
+//
+// Besides GET / it serves /health, /hostname, /env/{key}, /file and /ws, a
+// websocket that echoes each message back as "<hostname>: <message>", of
+// the same type, so a test can tell which process answered.
 package main
 
 import (
@@ -25,6 +29,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func main() {
@@ -98,6 +104,7 @@ func main() {
 		}
 		w.Write(data)
 	})
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { wsEcho(w, r, host) })
 	srv := &http.Server{Addr: ":" + port, Handler: mux}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -129,5 +136,27 @@ func echo(ln net.Listener) {
 			io.Copy(c, c)
 			fmt.Fprintf(c, "bye from %s\n", host)
 		}()
+	}
+}
+
+// upgrader accepts any origin: the tests' clients are not browsers.
+var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+
+// wsEcho upgrades r and echoes every message as "<host>: <message>" until
+// the client closes; gorilla answers the client's close and pings.
+func wsEcho(w http.ResponseWriter, r *http.Request, host string) {
+	c, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // Upgrade answered the client
+	}
+	defer c.Close()
+	for {
+		typ, msg, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		if err := c.WriteMessage(typ, append([]byte(host+": "), msg...)); err != nil {
+			return
+		}
 	}
 }
