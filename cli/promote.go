@@ -136,7 +136,7 @@ func watchApp(ctx context.Context, r api.Rack, w io.Writer, app string, change f
 }
 
 // settledEvents are the rack's messages that end a rollout.
-var settledEvents = []string{"Promoted release ", "Restarted release ", "Rolled back"}
+var settledEvents = []string{"Promoted release ", "Restarted release ", "Scaled ", "Rolled back"}
 
 // copySystemLines copies the lines of an app log (with prefixes) whose
 // stream, the second field, is the rack's (system/…) until r ends, and

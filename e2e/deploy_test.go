@@ -169,18 +169,26 @@ func TestDeploy(t *testing.T) {
 	}
 	r.allServe(t, "myapp", 2, "hello from myapp/web release "+r3)
 
-	// Scale up and down; scale survives a later promote.
+	// Scale up and down: the command returns once the processes run (or
+	// are gone), and the scale survives a later promote.
 	if res := r.convox("scale", "web", "--count", "3", "-a", "myapp"); res.code != 0 || !strings.HasPrefix(res.stdout, "Scaling web... ") || !strings.HasSuffix(res.stdout, "OK\n") {
 		t.Errorf("scale: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	eventually(t, 30*time.Second, "3 web processes", func() bool { return len(r.webProcesses(t, "myapp")) == 3 })
+	if ps := r.webProcesses(t, "myapp"); len(ps) != 3 {
+		t.Errorf("right after scale --count 3: %d web processes running, want 3", len(ps))
+	}
+	r.allServe(t, "myapp", 3, "hello from myapp/web release "+r3)
 	r.convox("scale", "web", "--count", "1", "-a", "myapp")
-	eventually(t, 30*time.Second, "1 web process", func() bool { return len(r.webProcesses(t, "myapp")) == 1 })
+	if ps := r.webProcesses(t, "myapp"); len(ps) != 1 {
+		t.Errorf("right after scale --count 1: %d web processes running, want 1", len(ps))
+	}
 	if res := r.convox("scale", "-a", "myapp"); res.stdout != "SERVICE  DESIRED  RUNNING  CPU  MEMORY\nweb      1        1        250  512\n" {
 		t.Errorf("convox scale:\n%q %s", res.stdout, res.stderr)
 	}
 	r.convox("scale", "web", "--count", "2", "-a", "myapp")
-	eventually(t, 30*time.Second, "2 web processes", func() bool { return len(r.webProcesses(t, "myapp")) == 2 })
+	if ps := r.webProcesses(t, "myapp"); len(ps) != 2 {
+		t.Errorf("right after scale --count 2: %d web processes running, want 2", len(ps))
+	}
 
 	// ps stop: the process is replaced by a new one.
 	before := r.webProcesses(t, "myapp")

@@ -199,9 +199,12 @@ func (e *Engine) finish(ctx context.Context, p *store.Promotion) {
 		return
 	}
 	e.publishRoutes(ctx, p.App)
-	if p.Restart {
+	switch {
+	case p.Scale:
+		e.event(p.App, "promote", "Scaled %s", p.Service)
+	case p.Restart:
 		e.event(p.App, "promote", "Restarted release %s", p.Release)
-	} else {
+	default:
 		e.event(p.App, "promote", "Promoted release %s", p.Release)
 	}
 }
@@ -255,6 +258,19 @@ func (e *Engine) rollback(ctx context.Context, p *store.Promotion) {
 	if err := e.stopProcesses(ctx, failed, 5*time.Second, "rollback"); err != nil {
 		e.log.Error("rollback", "app", p.App, "error", err)
 	}
+	if p.Scale {
+		err := e.store.Update(ctx, func(tx *store.Tx) error {
+			sc, err := tx.Scale(p.App, p.Service)
+			if err != nil {
+				return err
+			}
+			sc.Count = p.CountBefore
+			return tx.PutScale(sc)
+		})
+		if err != nil {
+			e.log.Error("restoring the scale", "app", p.App, "service", p.Service, "error", err)
+		}
+	}
 	if err := e.convergeLocked(ctx, p.App, true); err != nil {
 		e.log.Error("rollback", "app", p.App, "error", err)
 	}
@@ -279,9 +295,12 @@ func (e *Engine) rollback(ctx context.Context, p *store.Promotion) {
 		return
 	}
 	e.publishRoutes(ctx, p.App)
-	if p.Previous != "" {
+	switch {
+	case p.Scale:
+		e.event(p.App, "promote", "Rolled back the scale of %s", p.Service)
+	case p.Previous != "":
 		e.event(p.App, "promote", "Rolled back to release %s", p.Previous)
-	} else {
+	default:
 		e.event(p.App, "promote", "Rolled back: the app has no previous release")
 	}
 }

@@ -55,8 +55,10 @@ func (e *Engine) ServiceList(ctx context.Context, app string) ([]api.Service, er
 }
 
 // ServiceUpdate scales a service in place. The scale outlives later
-// promotes. A count change converges at once; a cpu or memory change
-// replaces the processes with a rolling restart.
+// promotes. A count change is a rollout of its own: the app is updating
+// until the new processes are healthy (or the surplus ones drained), and
+// if they fail their health check the count goes back to what it was. A
+// cpu or memory change replaces the processes with a rolling restart.
 func (e *Engine) ServiceUpdate(ctx context.Context, app, name string, opts api.ServiceUpdateOptions) error {
 	for _, v := range []struct {
 		name string
@@ -66,7 +68,7 @@ func (e *Engine) ServiceUpdate(ctx context.Context, app, name string, opts api.S
 			return api.Errorf(api.ErrInvalid, "%s must not be negative", v.name)
 		}
 	}
-	restart := false
+	var rollout *store.Promotion
 	err := e.store.Update(ctx, func(tx *store.Tx) error {
 		a, err := getApp(tx, app)
 		if err != nil {
@@ -79,8 +81,9 @@ func (e *Engine) ServiceUpdate(ctx context.Context, app, name string, opts api.S
 		if err != nil {
 			return err
 		}
-		if opts.Count != nil {
-			sc.Count = opts.Count
+		restart, scaled, before := false, false, sc.Count
+		if opts.Count != nil && (sc.Count == nil || *sc.Count != *opts.Count) {
+			sc.Count, scaled = opts.Count, true
 		}
 		if opts.Cpu != nil && *opts.Cpu != sc.Cpu {
 			sc.Cpu, restart = *opts.Cpu, true
@@ -88,17 +91,43 @@ func (e *Engine) ServiceUpdate(ctx context.Context, app, name string, opts api.S
 		if opts.Memory != nil && *opts.Memory != sc.Memory {
 			sc.Memory, restart = *opts.Memory, true
 		}
+		if (restart || scaled) && a.Release != "" {
+			now := time.Now().UTC()
+			rollout = &store.Promotion{
+				ID: deployID(now), App: app, Release: a.Release, Previous: a.Release,
+				State: store.PromotionUpdating, Started: now, Deadline: now.Add(e.promoteTimeout),
+				Service: name, Restart: restart,
+			}
+			if !restart {
+				rollout.Scale, rollout.CountBefore = true, before
+			}
+			if err := beginRollout(tx, a, rollout); err != nil {
+				return err
+			}
+		}
 		return tx.PutScale(sc)
 	})
 	if err != nil {
 		return err
 	}
-	e.event(app, "scale", "Scaled %s%s", name, describeScale(opts))
-	if restart {
-		return e.ServiceRestart(ctx, app, name)
+	e.event(app, "scale", "Scaling %s%s", name, describeScale(opts))
+	if rollout == nil {
+		return nil
 	}
-	e.converge(app)
-	return nil
+	return e.background(func(ctx context.Context) { e.rollout(ctx, app) })
+}
+
+// beginRollout records p as app's rollout and marks a updating, unless a
+// rollout is already in flight.
+func beginRollout(tx *store.Tx, a *api.App, p *store.Promotion) error {
+	if cur, err := tx.Promotion(a.Name); err == nil && cur.State != store.PromotionDone || a.Status != api.StatusRunning {
+		return api.Errorf(api.ErrForbidden, "app is currently updating")
+	}
+	if err := tx.PutPromotion(p); err != nil {
+		return err
+	}
+	a.Status = api.StatusUpdating
+	return tx.PutApp(a)
 }
 
 func describeScale(o api.ServiceUpdateOptions) string {
@@ -149,19 +178,12 @@ func (e *Engine) ServiceRestart(ctx context.Context, app, name string) error {
 		} else if a.Release == "" {
 			return api.Errorf(api.ErrInvalid, "app %s has no release to restart", app)
 		}
-		if p, err := tx.Promotion(app); err == nil && p.State != store.PromotionDone || a.Status != api.StatusRunning {
-			return api.Errorf(api.ErrForbidden, "app is currently updating")
-		}
 		now := time.Now().UTC()
-		if err := tx.PutPromotion(&store.Promotion{
+		return beginRollout(tx, a, &store.Promotion{
 			ID: deployID(now), App: app, Release: a.Release, Previous: a.Release,
 			State: store.PromotionUpdating, Started: now, Deadline: now.Add(e.promoteTimeout),
 			Restart: true, Service: name,
-		}); err != nil {
-			return err
-		}
-		a.Status = api.StatusUpdating
-		return tx.PutApp(a)
+		})
 	})
 	if err != nil {
 		return err

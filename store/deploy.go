@@ -96,8 +96,13 @@ type Promotion struct {
 	// Restart marks a rollout of the same release that replaces every
 	// process (convox restart, scale of cpu/memory).
 	Restart bool `json:"restart,omitempty"`
-	// Service limits a restart to one service; "" means all.
+	// Service limits a restart or scale to one service; "" means all.
 	Service string `json:"service,omitempty"`
+	// Scale marks a rollout of the same release that only changes
+	// Service's count (convox scale --count); CountBefore is the count to
+	// restore if it fails (nil: the manifest's).
+	Scale       bool `json:"scale,omitempty"`
+	CountBefore *int `json:"count_before,omitempty"`
 }
 
 // Promotion returns app's latest rollout, or ErrNotFound.
