@@ -65,10 +65,10 @@ func promote(ctx context.Context, r api.Rack, w io.Writer, app, id string, opts 
 	a, err := watchApp(ctx, r, w, app, func(ctx context.Context) error {
 		return r.ReleasePromote(ctx, app, id, api.ReleasePromoteOptions{Force: opts.force, Timeout: opts.timeout})
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errRolledBack) {
 		return err
 	}
-	if a.Release != id {
+	if err != nil || a.Release != id {
 		running := a.Release
 		if running == "" {
 			running = "no release"
@@ -103,11 +103,14 @@ func watchApp(ctx context.Context, r api.Rack, w io.Writer, app string, change f
 	// it wakes the poll rather than leaving it to the next tick, and the
 	// events worth showing have been shown.
 	wake := make(chan struct{}, 1)
-	var settled atomic.Bool
+	var settled, rolledBack atomic.Bool
 	if logs != nil {
 		go func() {
 			defer close(copied)
-			copySystemLines(w, logs, func() {
+			copySystemLines(w, logs, func(event string) {
+				if strings.HasPrefix(event, rolledBackEvent) {
+					rolledBack.Store(true)
+				}
 				settled.Store(true)
 				select {
 				case wake <- struct{}{}:
@@ -132,16 +135,26 @@ func watchApp(ctx context.Context, r api.Rack, w io.Writer, app string, change f
 		logs.Close()
 	}
 	<-copied
+	if err == nil && rolledBack.Load() {
+		return a, errRolledBack
+	}
 	return a, err
 }
 
+// errRolledBack says that the change watchApp waited for was rolled back;
+// the rack's events, shown above it, say why.
+var errRolledBack = errors.New("rolled back: the events above say why")
+
 // settledEvents are the rack's messages that end a rollout.
-var settledEvents = []string{"Promoted release ", "Restarted release ", "Scaled ", "Rolled back"}
+var settledEvents = []string{"Promoted release ", "Restarted release ", "Scaled ", rolledBackEvent}
+
+const rolledBackEvent = "Rolled back"
 
 // copySystemLines copies the lines of an app log (with prefixes) whose
 // stream, the second field, is the rack's (system/…) until r ends, and
-// calls settled (when not nil) after a line that ends a rollout.
-func copySystemLines(w io.Writer, r io.Reader, settled func()) {
+// calls settled (when not nil) with the event of a line that ends a
+// rollout.
+func copySystemLines(w io.Writer, r io.Reader, settled func(event string)) {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadString('\n')
@@ -156,7 +169,7 @@ func copySystemLines(w io.Writer, r io.Reader, settled func()) {
 		io.WriteString(w, line)
 		for _, ev := range settledEvents {
 			if fields[1] == "system/promote" && strings.HasPrefix(fields[2], ev) && settled != nil {
-				settled()
+				settled(fields[2])
 			}
 		}
 	}

@@ -112,3 +112,40 @@ func TestCopySystemLines(t *testing.T) {
 		t.Errorf("got %q, want %q", w.String(), want)
 	}
 }
+
+// logRack is a statusRack whose app log is the given text.
+type logRack struct {
+	*statusRack
+	log string
+}
+
+func (l *logRack) AppLogs(ctx context.Context, name string, opts api.LogsOptions) (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader(l.log)), nil
+}
+
+// TestWatchAppRollback: a change the rack rolls back is an error, whatever
+// the app's status afterwards; one that settles otherwise is not.
+func TestWatchAppRollback(t *testing.T) {
+	tests := []struct {
+		event string
+		err   error
+	}{
+		{"Scaled web", nil},
+		{"Restarted release R1", nil},
+		{"Rolled back the scale of web", errRolledBack},
+		{"Rolled back to release R1", errRolledBack},
+	}
+	for _, tt := range tests {
+		t.Run(tt.event, func(t *testing.T) {
+			r := &logRack{statusRack: &statusRack{statuses: []string{"updating", "running"}}, log: "2026-01-15T12:00:00Z system/promote " + tt.event + "\n"}
+			var w bytes.Buffer
+			a, err := watchApp(context.Background(), r, &w, "myapp", func(ctx context.Context) error { return nil })
+			if !errors.Is(err, tt.err) || a == nil || a.Status != "running" {
+				t.Errorf("got %+v, %v; want the running app and %v", a, err, tt.err)
+			}
+			if !strings.Contains(w.String(), tt.event) {
+				t.Errorf("output %q does not show the event", w.String())
+			}
+		})
+	}
+}

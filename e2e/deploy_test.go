@@ -352,3 +352,45 @@ func TestBuildExportImport(t *testing.T) {
 	}
 	r.allServe(t, "copy", 2, fmt.Sprintf("hello from copy/web release %s", m[1]))
 }
+
+// TestScaleFailure: when the processes a scale adds never get healthy, the
+// scale rolls back: they are removed, the count is what it was, and the
+// processes that ran before keep serving.
+func TestScaleFailure(t *testing.T) {
+	r := newRack(t)
+	r.spawn([]string{"--promote-timeout", "8s"})
+	t.Cleanup(func() { r.stop() })
+	r.waitUp()
+	dir := sampleApp(t, "")
+	r.convox("apps", "create", "scaly").expect(t, "Creating scaly... OK\n", "", 0)
+	// Processes started after the cut-off answer /health with 500: the
+	// deploy's are healthy, the scale's are not.
+	cutoff := time.Now().Add(20 * time.Second)
+	if res := r.convox("env", "set", fmt.Sprintf("HEALTH_FAIL_AFTER=%d", cutoff.Unix()), "-a", "scaly"); res.code != 0 {
+		t.Fatalf("env set: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	rel, res := r.deploy(t, "scaly", dir)
+	if res.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if time.Now().After(cutoff) {
+		t.Fatalf("the deploy ended after the cut-off (%s): the test needs it sooner", cutoff.Format(time.TimeOnly))
+	}
+	time.Sleep(time.Until(cutoff) + 1500*time.Millisecond)
+	before := r.webProcesses(t, "scaly")
+
+	res = r.convox("scale", "web", "--count", "3", "-a", "scaly")
+	if res.code == 0 || !strings.Contains(res.stdout, "Rolling back") || !strings.Contains(res.stdout, "Rolled back the scale of web") {
+		t.Errorf("scale to unhealthy processes: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if after := r.webProcesses(t, "scaly"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("after the failed scale the web processes are %v, want the ones before it %v", after, before)
+	}
+	if res := r.convox("scale", "-a", "scaly"); res.stdout != "SERVICE  DESIRED  RUNNING  CPU  MEMORY\nweb      2        2        250  512\n" {
+		t.Errorf("convox scale after the failed scale:\n%s%s", res.stdout, res.stderr)
+	}
+	r.allServe(t, "scaly", 2, "hello from scaly/web release "+rel)
+	if res := r.convox("apps", "info", "scaly"); !strings.Contains(res.stdout, "running") {
+		t.Errorf("apps info after the failed scale:\n%s%s", res.stdout, res.stderr)
+	}
+}

@@ -356,8 +356,17 @@ func (e *Engine) rolloutService(ctx context.Context, pl *plan, s serviceSpec, p 
 			old = append(old, proc)
 		}
 	}
-	// Adopt what an interrupted run of this rollout already started.
-	if err := e.waitAllHealthy(ctx, pl.App, s, cur); err != nil {
+	// Adopt what an interrupted run of this rollout already started (a
+	// scale keeps the processes it found, already healthy).
+	var unproven []Process
+	e.mu.Lock()
+	for _, proc := range cur {
+		if _, ok := e.healthy[proc.ID]; !ok {
+			unproven = append(unproven, proc)
+		}
+	}
+	e.mu.Unlock()
+	if err := e.waitAllHealthy(ctx, pl.App, s, unproven); err != nil {
 		return err
 	}
 	if len(cur) > s.Count {

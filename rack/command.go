@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -54,6 +55,7 @@ Every flag can also be set in the environment variable shown in brackets.`,
 	f.StringVar(&cfg.ACMEDirectory, "acme-directory", os.Getenv("CONVOX_ACME_DIRECTORY"), "get certificates of services' custom domains (manifest domain:) from this ACME directory URL, accepting its CA's terms of service; letsencrypt and letsencrypt-staging name Let's Encrypt's; empty means the rack CA signs them [CONVOX_ACME_DIRECTORY]")
 	f.StringVar(&cfg.ACMEEmail, "acme-email", os.Getenv("CONVOX_ACME_EMAIL"), "contact address of the ACME account, for notices from the CA [CONVOX_ACME_EMAIL]")
 	f.StringVar(&cfg.ACMECAFile, "acme-ca-file", os.Getenv("CONVOX_ACME_CA_FILE"), "PEM file of extra CAs to trust for the HTTPS of the ACME directory, such as a test CA's [CONVOX_ACME_CA_FILE]")
+	f.DurationVar(&cfg.PromoteTimeout, "promote-timeout", envDuration("CONVOX_PROMOTE_TIMEOUT", 5*time.Minute), "how long a rollout (deploy, restart, scale) may take to get healthy processes before it rolls back, unless promote --timeout says otherwise [CONVOX_PROMOTE_TIMEOUT]")
 	f.StringSliceVar(&images, "resource-image", splitList(os.Getenv("CONVOX_RESOURCE_IMAGES")), "image for a resource type, TYPE=IMAGE, repeatable [CONVOX_RESOURCE_IMAGES, comma-separated]")
 	return cmd
 }
@@ -68,6 +70,13 @@ func envOr(key, def string) string {
 func envInt(key string) int64 {
 	n, _ := strconv.ParseInt(os.Getenv(key), 10, 64)
 	return n
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
 }
 
 func splitList(s string) []string {

@@ -52,6 +52,9 @@ type Config struct {
 	// ACMECAFile is a PEM file of CAs to trust, besides the system's, for
 	// the HTTPS of the ACME directory (a test CA's).
 	ACMECAFile string
+	// PromoteTimeout bounds a rollout (promote, restart, scale) that does
+	// not set its own; 0 is the engine's default.
+	PromoteTimeout time.Duration
 }
 
 // lockTimeout is how long start waits for another rack to release the
@@ -153,6 +156,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Rack:           cfg.Name,
 		Domain:         cfg.Domain,
 		ResourceImages: cfg.ResourceImages,
+		PromoteTimeout: cfg.PromoteTimeout,
 		Store:          st,
 		Runtime:        rt,
 		Objects:        objects,

@@ -7,6 +7,8 @@
 //	GREETING     text of GET /
 //	START_DELAY  seconds to wait before listening (a slow rollout)
 //	HEALTH_FAIL  "1": GET /health answers 500
+//	HEALTH_FAIL_AFTER  unix time: a process started after it answers
+//	             GET /health with 500 (old processes healthy, new ones not)
 //	CRASH        "1": exit 3 at once
 //	COUNT_TO     print "line N" for N = 1..COUNT_TO at start (log tests)
 //	TICK_MS      print "tick N" every TICK_MS milliseconds, N = 1, 2, …
@@ -34,6 +36,8 @@ import (
 )
 
 func main() {
+	after, _ := strconv.ParseInt(os.Getenv("HEALTH_FAIL_AFTER"), 10, 64)
+	startedLate := after > 0 && time.Now().Unix() > after
 	if os.Getenv("CRASH") == "1" {
 		fmt.Println("crashing as asked")
 		os.Exit(3)
@@ -79,7 +83,7 @@ func main() {
 		fmt.Fprintf(w, "%s from %s/%s release %s\n", os.Getenv("GREETING"), os.Getenv("APP"), os.Getenv("SERVICE"), os.Getenv("RELEASE"))
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if os.Getenv("HEALTH_FAIL") == "1" {
+		if os.Getenv("HEALTH_FAIL") == "1" || startedLate {
 			http.Error(w, "unhealthy as asked", http.StatusInternalServerError)
 			return
 		}
