@@ -55,7 +55,10 @@ type deployRack struct {
 	imported  string
 
 	// A change in flight: AppGets left before it ends, and the release the
-	// app then runs ("" to keep it).
+	// app then runs ("" to keep it). begun is the event the rack logs as
+	// it begins, in place of the first of events.
+	begun    string
+	changes  int
 	changing bool
 	left     int
 	target   string
@@ -137,9 +140,10 @@ func (d *deployRack) app(name string) (*api.App, error) {
 
 // change starts a change that ends with the app running target ("" keeps
 // its release).
-func (d *deployRack) change(a *api.App, target string) {
+func (d *deployRack) change(a *api.App, target, begun string) {
 	a.Status = api.StatusUpdating
-	d.changing, d.left, d.target = true, d.updating, target
+	d.changing, d.left, d.target, d.begun = true, d.updating, target, begun
+	d.changes++
 }
 
 func (d *deployRack) AppGet(ctx context.Context, name string) (*api.App, error) {
@@ -170,13 +174,46 @@ func (d *deployRack) AppLogs(ctx context.Context, name string, opts api.LogsOpti
 		return nil, err
 	}
 	d.logOpts = append(d.logOpts, opts)
-	var b strings.Builder
-	for _, e := range d.events {
-		if strings.Contains(e, opts.Filter) {
-			b.WriteString(e + "\n")
+	// A stream opened to watch a change (the last second, followed) is
+	// read once the CLI has made its change, which decides how it begins.
+	watching := opts.Follow != nil && *opts.Follow && opts.Since != nil && *opts.Since == time.Second
+	changes := d.changes
+	return io.NopCloser(&lazyReader{text: func() string {
+		for watching {
+			d.mu.Lock()
+			begun := d.changes > changes
+			d.mu.Unlock()
+			if begun || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
 		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		var b strings.Builder
+		for i, e := range d.events {
+			if i == 0 && d.begun != "" {
+				e = e[:strings.IndexByte(e, ' ')+1] + d.begun
+			}
+			if strings.Contains(e, opts.Filter) {
+				b.WriteString(e + "\n")
+			}
+		}
+		return b.String()
+	}}), nil
+}
+
+// lazyReader reads text(), called at the first Read.
+type lazyReader struct {
+	text func() string
+	r    io.Reader
+}
+
+func (l *lazyReader) Read(p []byte) (int, error) {
+	if l.r == nil {
+		l.r = strings.NewReader(l.text())
 	}
-	return io.NopCloser(strings.NewReader(b.String())), nil
+	return l.r.Read(p)
 }
 
 func (d *deployRack) ObjectStore(ctx context.Context, app, key string, r io.Reader) (*api.Object, error) {
@@ -366,7 +403,7 @@ func (d *deployRack) ReleasePromote(ctx context.Context, app, id string, opts ap
 	if d.rollback {
 		target = a.Release
 	}
-	d.change(a, target)
+	d.change(a, target, "system/promote Promoting release "+id)
 	a.Release = id
 	return nil
 }
@@ -441,7 +478,7 @@ func (d *deployRack) ServiceUpdate(ctx context.Context, app, name string, opts a
 		return err
 	}
 	d.scaled = append(d.scaled, opts)
-	d.change(a, "")
+	d.change(a, "", "system/scale Scaling "+name)
 	return nil
 }
 
@@ -453,6 +490,6 @@ func (d *deployRack) ServiceRestart(ctx context.Context, app, name string) error
 		return err
 	}
 	d.restarted = append(d.restarted, name)
-	d.change(a, "")
+	d.change(a, "", "system/restart Restarting "+name)
 	return nil
 }

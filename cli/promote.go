@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -62,7 +63,7 @@ func promote(ctx context.Context, r api.Rack, w io.Writer, app, id string, opts 
 	}
 	startf(w, "Promoting %s", id)
 	fmt.Fprintln(w)
-	a, err := watchApp(ctx, r, w, app, func(ctx context.Context) error {
+	a, err := watchApp(ctx, r, w, app, "Promoting release "+id, func(ctx context.Context) error {
 		return r.ReleasePromote(ctx, app, id, api.ReleasePromoteOptions{Force: opts.force, Timeout: opts.timeout})
 	})
 	if err != nil && !errors.Is(err, errRolledBack) {
@@ -81,10 +82,13 @@ func promote(ctx context.Context, r api.Rack, w io.Writer, app, id string, opts 
 
 // watchApp runs change (a promote, a scale, a restart) and waits until app
 // runs again, copying the rack's events to w meanwhile. It returns the app
-// as it then is. The log stream is opened before the change so that its
-// first events are not missed; if it cannot be opened or breaks, the wait
-// goes on without it.
-func watchApp(ctx context.Context, r api.Rack, w io.Writer, app string, change func(ctx context.Context) error) (*api.App, error) {
+// as it then is, and errRolledBack if the rack rolled the change back. The
+// log stream is opened before the change so that its first events are not
+// missed; if it cannot be opened or breaks, the wait goes on without it.
+// The stream starts a little in the past, so the events before the one
+// that begins the change (begins, a prefix) are another change's: they
+// are neither shown nor taken as the end of this one.
+func watchApp(ctx context.Context, r api.Rack, w io.Writer, app, begins string, change func(ctx context.Context) error) (*api.App, error) {
 	logCtx, stopLogs := context.WithCancel(ctx)
 	defer stopLogs()
 	follow, prefix, since := true, true, time.Second
@@ -107,15 +111,21 @@ func watchApp(ctx context.Context, r api.Rack, w io.Writer, app string, change f
 	if logs != nil {
 		go func() {
 			defer close(copied)
-			copySystemLines(w, logs, func(event string) {
-				if strings.HasPrefix(event, rolledBackEvent) {
-					rolledBack.Store(true)
+			begun := false
+			copySystemLines(w, logs, func(stream, event string) bool {
+				if !begun {
+					begun = strings.HasPrefix(event, begins)
+					return begun
 				}
-				settled.Store(true)
-				select {
-				case wake <- struct{}{}:
-				default:
+				if stream == "system/promote" && slices.ContainsFunc(settledEvents, func(e string) bool { return strings.HasPrefix(event, e) }) {
+					rolledBack.Store(strings.HasPrefix(event, rolledBackEvent))
+					settled.Store(true)
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
 				}
+				return true
 			})
 		}()
 	} else {
@@ -151,10 +161,10 @@ var settledEvents = []string{"Promoted release ", "Restarted release ", "Scaled 
 const rolledBackEvent = "Rolled back"
 
 // copySystemLines copies the lines of an app log (with prefixes) whose
-// stream, the second field, is the rack's (system/…) until r ends, and
-// calls settled (when not nil) with the event of a line that ends a
-// rollout.
-func copySystemLines(w io.Writer, r io.Reader, settled func(event string)) {
+// stream, the second field, is the rack's (system/…) until r ends; keep,
+// when not nil, sees each such line's stream and event first and says
+// whether to copy it.
+func copySystemLines(w io.Writer, r io.Reader, keep func(stream, event string) bool) {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadString('\n')
@@ -166,11 +176,8 @@ func copySystemLines(w io.Writer, r io.Reader, settled func(event string)) {
 		if len(fields) != 3 || !strings.HasPrefix(fields[1], "system/") {
 			continue
 		}
-		io.WriteString(w, line)
-		for _, ev := range settledEvents {
-			if fields[1] == "system/promote" && strings.HasPrefix(fields[2], ev) && settled != nil {
-				settled(fields[2])
-			}
+		if keep == nil || keep(fields[1], fields[2]) {
+			io.WriteString(w, line)
 		}
 	}
 }

@@ -68,13 +68,13 @@ func TestWaitRunning(t *testing.T) {
 func TestWatchAppWithoutLogs(t *testing.T) {
 	r := &statusRack{statuses: []string{"updating", "running"}}
 	var w bytes.Buffer
-	a, err := watchApp(context.Background(), r, &w, "myapp", func(ctx context.Context) error { return nil })
+	a, err := watchApp(context.Background(), r, &w, "myapp", "Scaling web", func(ctx context.Context) error { return nil })
 	if err != nil || a.Status != "running" || w.Len() > 0 {
 		t.Errorf("got %+v, %v, output %q; want the running app and no output", a, err, w.String())
 	}
 
 	r = &statusRack{statuses: []string{"updating"}}
-	_, err = watchApp(context.Background(), r, &w, "myapp", func(ctx context.Context) error { return errors.New("refused") })
+	_, err = watchApp(context.Background(), r, &w, "myapp", "Scaling web", func(ctx context.Context) error { return errors.New("refused") })
 	if err == nil || err.Error() != "refused" {
 		t.Errorf("err = %v, want refused", err)
 	}
@@ -124,27 +124,35 @@ func (l *logRack) AppLogs(ctx context.Context, name string, opts api.LogsOptions
 }
 
 // TestWatchAppRollback: a change the rack rolls back is an error, whatever
-// the app's status afterwards; one that settles otherwise is not.
+// the app's status afterwards; one that settles otherwise is not. Events
+// before the one that begins the change belong to an earlier change: they
+// are not shown and do not count.
 func TestWatchAppRollback(t *testing.T) {
+	const (
+		earlier = "2026-01-15T12:00:00Z system/promote Rolled back to release R0\n"
+		begins  = "2026-01-15T12:00:01Z system/scale Scaling web count=3\n"
+	)
 	tests := []struct {
-		event string
-		err   error
+		name, log string
+		err       error
 	}{
-		{"Scaled web", nil},
-		{"Restarted release R1", nil},
-		{"Rolled back the scale of web", errRolledBack},
-		{"Rolled back to release R1", errRolledBack},
+		{"scaled", begins + "2026-01-15T12:00:02Z system/promote Scaled web\n", nil},
+		{"scaled after an earlier rollback", earlier + begins + "2026-01-15T12:00:02Z system/promote Scaled web\n", nil},
+		{"restarted", begins + "2026-01-15T12:00:02Z system/promote Restarted release R1\n", nil},
+		{"scale rolled back", begins + "2026-01-15T12:00:02Z system/promote Rolled back the scale of web\n", errRolledBack},
+		{"release rolled back", earlier + begins + "2026-01-15T12:00:02Z system/promote Rolled back to release R1\n", errRolledBack},
+		{"never begun", earlier, nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.event, func(t *testing.T) {
-			r := &logRack{statusRack: &statusRack{statuses: []string{"updating", "running"}}, log: "2026-01-15T12:00:00Z system/promote " + tt.event + "\n"}
+		t.Run(tt.name, func(t *testing.T) {
+			r := &logRack{statusRack: &statusRack{statuses: []string{"updating", "running"}}, log: tt.log}
 			var w bytes.Buffer
-			a, err := watchApp(context.Background(), r, &w, "myapp", func(ctx context.Context) error { return nil })
+			a, err := watchApp(context.Background(), r, &w, "myapp", "Scaling web", func(ctx context.Context) error { return nil })
 			if !errors.Is(err, tt.err) || a == nil || a.Status != "running" {
 				t.Errorf("got %+v, %v; want the running app and %v", a, err, tt.err)
 			}
-			if !strings.Contains(w.String(), tt.event) {
-				t.Errorf("output %q does not show the event", w.String())
+			if want, _ := strings.CutPrefix(tt.log, earlier); w.String() != want {
+				t.Errorf("output %q, want %q", w.String(), want)
 			}
 		})
 	}

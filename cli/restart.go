@@ -62,7 +62,7 @@ func runRestart(ctx context.Context, env *Env, opts restartOptions) error {
 	w := env.Stdout
 	for _, s := range services {
 		startf(w, "Restarting %s", s)
-		_, err := watchApp(ctx, r, &newlineFirst{w: w}, opts.app, func(ctx context.Context) error {
+		_, err := watchApp(ctx, r, &newlineFirst{w: w}, opts.app, "Restarting "+s, func(ctx context.Context) error {
 			return r.ServiceRestart(ctx, opts.app, s)
 		})
 		if err != nil {

@@ -114,7 +114,7 @@ func runScaleUpdate(ctx context.Context, env *Env, opts scaleOptions) error {
 	}
 	w := env.Stdout
 	startf(w, "Scaling %s", opts.service)
-	_, err = watchApp(ctx, r, w, opts.app, func(ctx context.Context) error {
+	_, err = watchApp(ctx, r, w, opts.app, "Scaling "+opts.service, func(ctx context.Context) error {
 		if err := r.ServiceUpdate(ctx, opts.app, opts.service, opts.update); err != nil {
 			return err
 		}
