@@ -15,9 +15,10 @@
 //	EXIT_AFTER   seconds after which to exit with code 1 (a crash loop)
 //	ECHO_PORT    also serve a TCP echo on this port (balancer tests)
 //
-// Besides GET / it serves /health, /hostname, /env/{key}, /file and /ws, a
-// websocket that echoes each message back as "<hostname>: <message>", of
-// the same type, so a test can tell which process answered.
+// Besides GET / it serves /health, /hostname, /env/{key}, /file, /headers
+// (Host and X-Forwarded-*), /sleep/{ms}, /size (of the request body) and
+// /ws, a websocket that echoes each message back as "<hostname>:
+// <message>", of the same type, so a test can tell which process answered.
 package main
 
 import (
@@ -109,6 +110,30 @@ func main() {
 		w.Write(data)
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { wsEcho(w, r, host) })
+	// What the router told the process about the request.
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "Host: %s\n", r.Host)
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto"} {
+			fmt.Fprintf(w, "%s: %s\n", k, r.Header.Get(k))
+		}
+	})
+	mux.HandleFunc("/sleep/{ms}", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.PathValue("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			fmt.Fprintln(w, "slept")
+		case <-r.Context().Done():
+		}
+	})
+	// The size of the request body, read whole.
+	mux.HandleFunc("/size", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, n)
+	})
 	srv := &http.Server{Addr: ":" + port, Handler: mux}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
