@@ -20,9 +20,11 @@
 //  3. On shutdown, Shutdown (or Close): every goroutine the balancer started
 //     has ended when it returns.
 //
-// Forwarding copies bytes between the two *net.TCPConn values with io.Copy,
-// so Linux moves them with splice(2) and they never enter user space. A
-// connection that ends one direction (shutdown(SHUT_WR), FIN) has it ended on
+// Forwarding copies the first bytes of each direction through a small pooled
+// buffer and the rest with io.Copy between the two *net.TCPConn values, so
+// that Linux moves a bulk transfer with splice(2) and its bytes never enter
+// user space, while a short connection spares splice's extra system calls
+// (relay.go). A connection that ends one direction (shutdown(SHUT_WR), FIN) has it ended on
 // the other side too (CloseWrite) while the other direction keeps flowing:
 // half-closed protocols work through the balancer.
 package balancer
@@ -115,7 +117,7 @@ func New(opts Options) *Balancer {
 		grace:    opts.DrainGrace,
 		bind:     opts.BindAddr,
 		lc:       listenConfig(),
-		dialer:   net.Dialer{Timeout: dialTimeout, KeepAliveConfig: keepAliveConfig},
+		dialer:   net.Dialer{KeepAlive: -1}, // the timeout is connect's context
 		apps:     map[string]map[int]*listener{},
 		draining: map[*listener]struct{}{},
 		targets:  map[netip.AddrPort]*target{},
@@ -126,9 +128,11 @@ func New(opts Options) *Balancer {
 	if b.grace == 0 {
 		b.grace = DefaultDrainGrace
 	}
-	// Keep-alive is on for both connections of a pair (see keepAliveIdle),
-	// and Go disables Nagle on every TCP connection: the balancer forwards
-	// bytes as they come.
+	// Keep-alive is on for the client's connection (see keepAliveIdle) but
+	// not for the target's: a target is a process on loopback, which resets
+	// its connections when it dies, and four setsockopt calls per dial show
+	// in connections per second. Go disables Nagle on every TCP connection:
+	// the balancer forwards bytes as they come.
 	return b
 }
 

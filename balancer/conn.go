@@ -2,21 +2,24 @@ package balancer
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync/atomic"
 )
 
 // conn is one forwarded connection. It runs on two goroutines, one per
-// direction, and ends when both directions have.
+// direction: the one accept started, which dials and then copies the
+// client's bytes, and one it starts for the backend's. Whichever ends last
+// closes both connections and forgets c.
 type conn struct {
 	l      *listener
 	client *net.TCPConn
-	cancel context.CancelFunc // aborts the dial
+	ended  atomic.Int32 // directions that reached their source's EOF
+	done   atomic.Int32 // directions that have finished
 
 	// Guarded by Balancer.mu.
 	t       *target
 	backend *net.TCPConn
+	cancel  context.CancelFunc // aborts the dial in progress, if any
 	killed  bool
 }
 
@@ -26,30 +29,36 @@ func (c *conn) kill() {
 		return
 	}
 	c.killed = true
-	c.cancel()
+	if c.cancel != nil {
+		c.cancel()
+	}
 	c.client.Close()
 	if c.backend != nil {
 		c.backend.Close()
 	}
 }
 
-// serve forwards client to a target of l.
+// serve forwards client to a target of l. It runs on a goroutine of its own,
+// counted in b.wg.
 func (b *Balancer) serve(l *listener, client *net.TCPConn) {
-	defer b.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := &conn{l: l, client: client, cancel: cancel}
+	c := &conn{l: l, client: client}
 	if !b.track(c) {
 		client.Close()
+		b.wg.Done()
 		return
 	}
-	defer b.untrack(c)
-	backend := b.connect(ctx, c)
+	backend := b.connect(c)
 	if backend == nil {
 		client.Close()
+		b.untrack(c)
+		b.wg.Done()
 		return
 	}
-	pipe(client, backend)
+	// Two goroutines per connection: blocking reads need one per direction.
+	// Neither waits for the other; the last one out cleans up.
+	b.wg.Add(1)
+	go b.forward(c, client, backend)
+	b.forward(c, backend, client)
 }
 
 // track registers c with its listener, unless the balancer is closing or
@@ -86,11 +95,17 @@ func (b *Balancer) untrack(c *conn) {
 // connect dials the targets of c's listener round robin, from the next one
 // in turn, until one accepts, and returns the connection, or nil when none
 // did or c was killed.
-func (b *Balancer) connect(ctx context.Context, c *conn) *net.TCPConn {
+func (b *Balancer) connect(c *conn) *net.TCPConn {
 	start := c.l.next.Add(1) - 1
 	var last error
 	for try := uint32(0); ; try++ {
-		t, cfg, killed := b.join(c, start, try)
+		// One context per attempt, both the dial's timeout and what kill
+		// cancels: the Dialer would make a second one for its Timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+		t, cfg, killed := b.join(c, start, try, cancel)
+		if killed || t == nil {
+			cancel()
+		}
 		if killed {
 			return nil
 		}
@@ -108,6 +123,7 @@ func (b *Balancer) connect(ctx context.Context, c *conn) *net.TCPConn {
 		// a system call and draws the port from the pool shared by every
 		// destination.
 		nc, err := b.dialer.DialContext(ctx, "tcp", t.host)
+		cancel()
 		if err == nil {
 			backend := nc.(*net.TCPConn)
 			if b.attach(c, backend) {
@@ -116,24 +132,23 @@ func (b *Balancer) connect(ctx context.Context, c *conn) *net.TCPConn {
 			backend.Close()
 			return nil
 		}
+		// Refused, most likely: the process is stopping, or crashed and is
+		// not out of the listener yet. Or timed out: its accept queue is
+		// full. The next one may do; join says if c was killed meanwhile.
 		b.mu.Lock()
+		c.cancel = nil
 		b.leave(c)
 		b.mu.Unlock()
-		if ctx.Err() != nil {
-			return nil // killed while dialing
-		}
-		// Refused, most likely: the process is stopping, or crashed and is
-		// not out of the listener yet. The next one may do.
 		last = err
 	}
 }
 
 // join makes the try-th target from start in the listener's current
-// configuration c's target, and returns it, or nil once every target has
-// been tried. Picking under the lock that Set holds to replace
-// configurations means the target cannot be removed between the pick and
-// the join, so Drain always sees the connection.
-func (b *Balancer) join(c *conn, start, try uint32) (t *target, cfg *config, killed bool) {
+// configuration c's target, with cancel aborting the dial to it, and returns
+// it, or nil once every target has been tried. Picking under the lock that
+// Set holds to replace configurations means the target cannot be removed
+// between the pick and the join, so Drain always sees the connection.
+func (b *Balancer) join(c *conn, start, try uint32, cancel context.CancelFunc) (t *target, cfg *config, killed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cfg = c.l.cfg.Load()
@@ -146,6 +161,7 @@ func (b *Balancer) join(c *conn, start, try uint32) (t *target, cfg *config, kil
 	}
 	t = cfg.targets[(start+try)%n]
 	c.t = t
+	c.cancel = cancel
 	t.conns[c] = struct{}{}
 	return t, cfg, false
 }
@@ -154,6 +170,7 @@ func (b *Balancer) join(c *conn, start, try uint32) (t *target, cfg *config, kil
 func (b *Balancer) attach(c *conn, backend *net.TCPConn) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	c.cancel = nil
 	if c.killed {
 		return false
 	}
@@ -175,31 +192,12 @@ func (b *Balancer) leave(c *conn) {
 	}
 }
 
-// pipe copies both directions between client and backend until both have
-// ended, then closes both.
-//
-// Unlike a join that closes both connections when the first direction ends
-// (fatedier/golib's Join), an EOF only half-closes the other side: a client
-// that sends a request and shuts down its writing side still gets the whole
-// reply. The copies run on the *net.TCPConn values themselves, never on a
-// wrapper, so that io.Copy finds ReadFrom and WriteTo and Linux splices.
-func pipe(client, backend *net.TCPConn) {
-	var ended atomic.Int32
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		forward(backend, client, &ended)
-	}()
-	forward(client, backend, &ended)
-	<-done
-	client.Close()
-	backend.Close()
-}
-
 // forward copies src to dst until src's EOF, then shuts down dst's writing
 // side so that dst's peer sees the EOF too, and leaves the other direction
-// running. ended counts the directions that reached EOF: the second one
-// skips the shutdown, since pipe closes both connections at once, which
+// running: unlike a join that closes both connections when the first
+// direction ends (fatedier/golib's Join), a client that sends a request and
+// shuts down its writing side still gets the whole reply. The direction that
+// ends second skips the shutdown: it closes both connections at once, which
 // sends the same FIN for one system call less.
 //
 // A failure (a reset, a write to a peer that is gone, a kill) ends both
@@ -207,13 +205,19 @@ func pipe(client, backend *net.TCPConn) {
 // direction's copy. The close is a plain one, not a forced reset, so that
 // bytes already forwarded still reach their peer; the kernel resets a
 // connection whose incoming bytes were left unread anyway.
-func forward(dst, src *net.TCPConn, ended *atomic.Int32) {
-	_, err := io.Copy(dst, src)
-	if err == nil && ended.Add(1) == 1 {
+func (b *Balancer) forward(c *conn, dst, src *net.TCPConn) {
+	err := relay(dst, src)
+	if err == nil && c.ended.Add(1) == 1 {
 		err = dst.CloseWrite()
 	}
 	if err != nil {
 		src.Close()
 		dst.Close()
 	}
+	if c.done.Add(1) == 2 {
+		src.Close()
+		dst.Close()
+		b.untrack(c)
+	}
+	b.wg.Done()
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // TestBalancer_KeepAlive checks that accepted connections inherit the
-// listener's keep-alive settings and dialed ones get the same.
+// listener's keep-alive settings and that dialed ones have none, and that
+// both have Nagle off.
 func TestBalancer_KeepAlive(t *testing.T) {
 	a := startBackend(t, named("a"))
 	b := newBalancer(t, Options{})
@@ -25,22 +26,27 @@ func TestBalancer_KeepAlive(t *testing.T) {
 	if len(conns) != 1 {
 		t.Fatalf("open connections: got %d, want 1", len(conns))
 	}
+	client := map[string][3]int{
+		"SO_KEEPALIVE":  {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		"TCP_KEEPIDLE":  {syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 15},
+		"TCP_KEEPINTVL": {syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},
+		"TCP_KEEPCNT":   {syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, keepAliveCount},
+		"TCP_NODELAY":   {syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+	}
+	backend := map[string][3]int{
+		"SO_KEEPALIVE": {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 0},
+		"TCP_NODELAY":  {syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+	}
 	for _, side := range []struct {
 		name string
 		raw  syscall.Conn
-	}{{"client", conns[0].client}, {"backend", conns[0].backend}} {
+		want map[string][3]int
+	}{{"client", conns[0].client, client}, {"backend", conns[0].backend, backend}} {
 		rc, err := side.raw.SyscallConn()
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[string][3]int{
-			"SO_KEEPALIVE":  {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-			"TCP_KEEPIDLE":  {syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 15},
-			"TCP_KEEPINTVL": {syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},
-			"TCP_KEEPCNT":   {syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, keepAliveCount},
-			"TCP_NODELAY":   {syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
-		}
-		for name, o := range want {
+		for name, o := range side.want {
 			var got int
 			var gerr error
 			rc.Control(func(fd uintptr) { got, gerr = syscall.GetsockoptInt(int(fd), o[0], o[1]) })
