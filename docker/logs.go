@@ -13,17 +13,16 @@ import (
 	"github.com/singlehost/convox/engine"
 )
 
-// maxLine bounds how much of a line without a newline is held back before it
-// is handed on anyway, so that a process printing no newlines cannot grow
-// the buffer without end.
+// maxLine bounds how much of a line without a newline is held back.
 const maxLine = 64 << 10
 
 // ProcessLogs streams a container's output with stdout and stderr merged
-// line by line: each write into the stream is one whole line, so the two
-// interleave only between lines. Without a TTY Docker
-// multiplexes both streams in frames; with one the output is already a
-// single raw stream. The stream is bounded by ctx only; closing it releases
-// the connection.
+// line by line: each write into the stream is one or more whole lines, so
+// the two interleave only between lines, and the lines Docker sent
+// together arrive together (a reader can store them as one batch). Without
+// a TTY Docker multiplexes both streams in frames; with one the output is
+// already a single raw stream. The stream is bounded by ctx only; closing
+// it releases the connection.
 func (r *Runtime) ProcessLogs(ctx context.Context, id string, opts engine.LogOptions) (io.ReadCloser, error) {
 	ictx, cancel := short(ctx)
 	c, err := r.c.ContainerInspect(ictx, id)
@@ -59,23 +58,73 @@ func (r *Runtime) ProcessLogs(ctx context.Context, id string, opts engine.LogOpt
 }
 
 // demux copies a log stream to w as whole lines: raw when the container has
-// a TTY, else split out of Docker's stdout/stderr frames.
+// a TTY, else split out of Docker's stdout/stderr frames. Whole lines are
+// gathered and passed on in one write just before demux would wait for
+// Docker again (or once maxBatch bytes are held), so that a burst of lines
+// costs the reader one wake-up, not one per line.
 func demux(w io.Writer, body io.Reader, tty bool) error {
-	stdout, stderr := &lineWriter{w: w}, &lineWriter{w: w}
+	lines := &lineBatch{w: w}
+	stdout, stderr := &lineWriter{lines: lines}, &lineWriter{lines: lines}
+	src := &pushingReader{r: body, lines: lines}
 	var err error
 	if tty {
-		_, err = io.Copy(stdout, body)
+		_, err = io.Copy(stdout, src)
 	} else {
-		_, err = stdcopy.StdCopy(stdout, stderr, body)
+		_, err = stdcopy.StdCopy(stdout, stderr, src)
 	}
-	// A last line without a newline still belongs to the output.
-	if ferr := stdout.flush(); err == nil {
-		err = ferr
+	// A last line without a newline still belongs to the output, as a
+	// line of its own.
+	for _, lw := range []*lineWriter{stdout, stderr} {
+		if aerr := lw.cut(); err == nil {
+			err = aerr
+		}
 	}
-	if ferr := stderr.flush(); err == nil {
-		err = ferr
+	if perr := lines.push(); err == nil {
+		err = perr
 	}
 	return err
+}
+
+// maxBatch bounds the whole lines held back for one write.
+const maxBatch = 64 << 10
+
+// lineBatch gathers the whole lines of both streams, in the order they
+// were completed, for one write to w.
+type lineBatch struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (b *lineBatch) add(line []byte) error {
+	b.buf = append(b.buf, line...)
+	if len(b.buf) >= maxBatch {
+		return b.push()
+	}
+	return nil
+}
+
+// push writes what is gathered.
+func (b *lineBatch) push() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(b.buf)
+	b.buf = b.buf[:0]
+	return err
+}
+
+// pushingReader pushes the gathered lines before each read of Docker's
+// stream, which may wait: nothing is held back while the process is quiet.
+type pushingReader struct {
+	r     io.Reader
+	lines *lineBatch
+}
+
+func (p *pushingReader) Read(b []byte) (int, error) {
+	if err := p.lines.push(); err != nil {
+		return 0, err
+	}
+	return p.r.Read(b)
 }
 
 // logStream is the reading end of a demultiplexed log; Close also closes
@@ -90,40 +139,49 @@ func (s *logStream) Close() error {
 	return s.PipeReader.Close()
 }
 
-// lineWriter passes on what is written to it one whole line per Write.
+// lineWriter hands the whole lines written to it to lines, and holds a
+// partial one back until its newline comes; maxLine bytes without one are
+// cut into a line of their own, so that a process printing no newlines
+// cannot grow the buffer without end.
 type lineWriter struct {
-	w   io.Writer
-	buf []byte
+	lines   *lineBatch
+	partial []byte
 }
 
 func (l *lineWriter) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	rest := l.buf
-	for {
-		i := bytes.IndexByte(rest, '\n')
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
+			l.partial = append(l.partial, p...)
+			if len(l.partial) >= maxLine {
+				if err := l.cut(); err != nil {
+					return 0, err
+				}
+			}
 			break
 		}
-		if _, err := l.w.Write(rest[:i+1]); err != nil {
+		line := p[:i+1]
+		if len(l.partial) > 0 {
+			l.partial = append(l.partial, line...)
+			line = l.partial
+		}
+		if err := l.lines.add(line); err != nil {
 			return 0, err
 		}
-		rest = rest[i+1:]
+		l.partial = l.partial[:0]
+		p = p[i+1:]
 	}
-	l.buf = append(l.buf[:0], rest...)
-	if len(l.buf) >= maxLine {
-		if err := l.flush(); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
+	return n, nil
 }
 
-// flush passes on a partial line.
-func (l *lineWriter) flush() error {
-	if len(l.buf) == 0 {
+// cut passes on the partial line, ended with a newline.
+func (l *lineWriter) cut() error {
+	if len(l.partial) == 0 {
 		return nil
 	}
-	_, err := l.w.Write(l.buf)
-	l.buf = l.buf[:0]
+	l.partial = append(l.partial, '\n')
+	err := l.lines.add(l.partial)
+	l.partial = l.partial[:0]
 	return err
 }

@@ -141,50 +141,69 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// TestDemux: lines come out whole, each stream's own, and the lines Docker
+// sent in one read come out in one write, in the order they were
+// completed; a partial line at the end, or one of maxLine bytes, is a line
+// of its own.
 func TestDemux(t *testing.T) {
 	type frame struct {
 		stderr bool
 		text   string
 	}
 	tests := []struct {
-		name   string
-		frames []frame
-		want   []string
+		name string
+		// reads are what each Read of Docker's stream returns.
+		reads [][]frame
+		want  []string
 	}{
 		{
-			name:   "one line per frame",
-			frames: []frame{{false, "a\n"}, {true, "b\n"}, {false, "c\n"}},
-			want:   []string{"a\n", "b\n", "c\n"},
+			name:  "one line per read",
+			reads: [][]frame{{{false, "a\n"}}, {{true, "b\n"}}, {{false, "c\n"}}},
+			want:  []string{"a\n", "b\n", "c\n"},
 		},
 		{
-			name:   "lines split across frames stay whole",
-			frames: []frame{{false, "hel"}, {true, "oops\n"}, {false, "lo\nwor"}, {false, "ld\n"}},
-			want:   []string{"oops\n", "hello\n", "world\n"},
+			name:  "lines read together are one write",
+			reads: [][]frame{{{false, "a\n"}, {true, "b\n"}, {false, "c\n"}}, {{false, "d\n"}}},
+			want:  []string{"a\nb\nc\n", "d\n"},
 		},
 		{
-			name:   "several lines in a frame",
-			frames: []frame{{false, "1\n2\n3\n"}},
-			want:   []string{"1\n", "2\n", "3\n"},
+			name:  "lines split across frames stay whole",
+			reads: [][]frame{{{false, "hel"}}, {{true, "oops\n"}}, {{false, "lo\nwor"}}, {{false, "ld\n"}}},
+			want:  []string{"oops\n", "hello\n", "world\n"},
 		},
 		{
-			name:   "last line without newline",
-			frames: []frame{{false, "done\nno newline"}, {true, "err tail"}},
-			want:   []string{"done\n", "no newline", "err tail"},
+			name:  "split lines read together",
+			reads: [][]frame{{{false, "hel"}, {true, "oops\n"}, {false, "lo\nwor"}, {false, "ld\n"}}},
+			want:  []string{"oops\nhello\nworld\n"},
+		},
+		{
+			name:  "several lines in a frame",
+			reads: [][]frame{{{false, "1\n2\n3\n"}}},
+			want:  []string{"1\n2\n3\n"},
+		},
+		{
+			name:  "last lines without newline",
+			reads: [][]frame{{{false, "done\nno newline"}}, {{true, "err tail"}}},
+			want:  []string{"done\n", "no newline\nerr tail\n"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var mux bytes.Buffer
-			out, errw := stdcopy.NewStdWriter(&mux, stdcopy.Stdout), stdcopy.NewStdWriter(&mux, stdcopy.Stderr)
-			for _, f := range tt.frames {
-				w := out
-				if f.stderr {
-					w = errw
+			var src chunks
+			for _, read := range tt.reads {
+				var mux bytes.Buffer
+				out, errw := stdcopy.NewStdWriter(&mux, stdcopy.Stdout), stdcopy.NewStdWriter(&mux, stdcopy.Stderr)
+				for _, f := range read {
+					w := out
+					if f.stderr {
+						w = errw
+					}
+					io.WriteString(w, f.text)
 				}
-				io.WriteString(w, f.text)
+				src = append(src, mux.Bytes())
 			}
 			var rec recorder
-			if err := demux(&rec, &mux, false); err != nil {
+			if err := demux(&rec, &src, false); err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(rec.writes, tt.want) {
@@ -195,23 +214,24 @@ func TestDemux(t *testing.T) {
 
 	t.Run("tty", func(t *testing.T) {
 		var rec recorder
-		if err := demux(&rec, strings.NewReader("a\r\nb"), true); err != nil {
+		if err := demux(&rec, &chunks{[]byte("a\r\n"), []byte("b")}, true); err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"a\r\n", "b"}; !slices.Equal(rec.writes, want) {
+		if want := []string{"a\r\n", "b\n"}; !slices.Equal(rec.writes, want) {
 			t.Errorf("got %q, want %q", rec.writes, want)
 		}
 	})
 
 	t.Run("long line", func(t *testing.T) {
 		var rec recorder
-		lw := &lineWriter{w: &rec}
+		lw := &lineWriter{lines: &lineBatch{w: &rec}}
 		io.WriteString(lw, strings.Repeat("x", maxLine-1))
-		if len(rec.writes) != 0 {
+		if len(rec.writes) != 0 || len(lw.lines.buf) != 0 {
 			t.Fatalf("a partial line shorter than maxLine was passed on: %d writes", len(rec.writes))
 		}
 		io.WriteString(lw, "x")
-		if len(rec.writes) != 1 || len(rec.writes[0]) != maxLine {
+		lw.lines.push()
+		if len(rec.writes) != 1 || rec.writes[0] != strings.Repeat("x", maxLine)+"\n" {
 			t.Errorf("a partial line of maxLine bytes was held back: %d writes", len(rec.writes))
 		}
 	})
@@ -223,4 +243,20 @@ func TestDemux(t *testing.T) {
 			t.Errorf("got %v, want an error for an unknown stream", err)
 		}
 	})
+}
+
+// chunks reads as its chunks, one per Read.
+type chunks [][]byte
+
+func (c *chunks) Read(p []byte) (int, error) {
+	if len(*c) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, (*c)[0])
+	if n == len((*c)[0]) {
+		*c = (*c)[1:]
+	} else {
+		(*c)[0] = (*c)[0][n:]
+	}
+	return n, nil
 }

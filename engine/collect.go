@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"context"
+	"io"
 	"strings"
 	"time"
 
@@ -92,15 +93,33 @@ func (e *Engine) followOnce(ctx context.Context, p Process) error {
 	}
 	defer rc.Close()
 	stream := "service/" + p.Labels[LabelService] + "/" + p.Labels[LabelProcess]
-	sc := bufio.NewScanner(rc)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	br := bufio.NewReaderSize(rc, 64<<10)
+	// The lines at hand are stored as one batch: one write for a burst,
+	// not one per line. The runtime hands over whole lines.
+	batch := make([]logs.Entry, 0, 64)
+	store := func() error {
+		err := src.Append(batch...)
+		batch = batch[:0]
+		return err
+	}
 	// last is the newest time read; replay, the time a replay started.
 	var last, replay time.Time
-	for sc.Scan() {
-		ts, msg, _ := strings.Cut(sc.Text(), " ")
-		t, err := time.Parse(time.RFC3339Nano, ts)
-		if err != nil {
-			t, msg = time.Now().UTC(), sc.Text()
+	for {
+		line, err := br.ReadString('\n')
+		if line == "" {
+			if err := store(); err != nil {
+				return err
+			}
+			if err != nil && err != io.EOF && ctx.Err() == nil {
+				return err
+			}
+			return nil
+		}
+		line = strings.TrimSuffix(line, "\n")
+		ts, msg, _ := strings.Cut(line, " ")
+		t, perr := time.Parse(time.RFC3339Nano, ts)
+		if perr != nil {
+			t, msg = time.Now().UTC(), line
 		}
 		switch {
 		case !t.Before(last):
@@ -110,18 +129,20 @@ func (e *Engine) followOnce(ctx context.Context, p Process) error {
 			// when it rotates the log file. Going back in time is treated
 			// as a resume: a fresh Source drops what the store holds.
 			replay = t
+			if err := store(); err != nil {
+				return err
+			}
 			if src, err = e.logs.Source(app, p.ID); err != nil {
 				return err
 			}
 		}
-		if err := src.Append(logs.Entry{Time: t, Stream: stream, Message: msg}); err != nil {
-			return err
+		batch = append(batch, logs.Entry{Time: t, Stream: stream, Message: msg})
+		if br.Buffered() == 0 || len(batch) == cap(batch) || err != nil {
+			if err := store(); err != nil {
+				return err
+			}
 		}
 	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
 }
 
 // forgetLogs drops the cursor of a removed process.
