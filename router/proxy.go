@@ -37,13 +37,13 @@ func pickOf(r *http.Request) *pick {
 
 func (rt *Router) newProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Rewrite:   rewrite,
+		Rewrite:   rt.rewrite,
 		Transport: retrier{rt},
 		// No FlushInterval: ReverseProxy already flushes at once for
 		// event streams and bodies of unknown length, and flushing every
 		// write costs a timer and a write per response (a quarter of the
 		// router's CPU in bench/router).
-		BufferPool:     &bufferPool{},
+		BufferPool:     copyBuffers,
 		ErrorHandler:   rt.proxyError,
 		ModifyResponse: rt.modifyResponse,
 		// What ReverseProxy logs itself is a client or process hanging up
@@ -56,7 +56,7 @@ func (rt *Router) newProxy() *httputil.ReverseProxy {
 // kept, so the process sees the name the client used; the X-Forwarded
 // headers a client sent are dropped by ReverseProxy and replaced by ours:
 // the router is the edge, nobody in front of it is trusted.
-func rewrite(pr *httputil.ProxyRequest) {
+func (rt *Router) rewrite(pr *httputil.ProxyRequest) {
 	p := pickOf(pr.In)
 	pr.Out.URL.Scheme = p.route.scheme
 	pr.Out.URL.Host = p.target.host
@@ -65,10 +65,8 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	pr.Out.Header.Del("X-Forwarded-Port")
-	if addr, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if _, port, err := net.SplitHostPort(addr.String()); err == nil {
-			pr.Out.Header.Set("X-Forwarded-Port", port)
-		}
+	if port := rt.localPort(pr.In); port != "" {
+		pr.Out.Header.Set("X-Forwarded-Port", port)
 	}
 }
 
@@ -137,6 +135,12 @@ func (rt *Router) modifyResponse(res *http.Response) error {
 	if p == nil || !p.route.sticky || p.fromCookie {
 		return nil
 	}
+	res.Header.Add("Set-Cookie", rt.stickyCookie(p))
+	return nil
+}
+
+// stickyCookie is the Set-Cookie value that pins a client to p's target.
+func (rt *Router) stickyCookie(p *pick) string {
 	c := &http.Cookie{
 		Name:     StickyCookie,
 		Value:    rt.cookieValue(p.route, p.target),
@@ -144,13 +148,17 @@ func (rt *Router) modifyResponse(res *http.Response) error {
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
 	}
-	res.Header.Add("Set-Cookie", c.String())
-	return nil
+	return c.String()
 }
 
 // proxyError answers when the proxy got no response to pass on.
 func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	p := pickOf(r)
+	rt.fail(w, r, pickOf(r), err)
+}
+
+// fail answers r, picked as p, when no response of a process came to pass
+// on.
+func (rt *Router) fail(w http.ResponseWriter, r *http.Request, p *pick, err error) {
 	log := rt.log.With("app", p.route.app, "service", p.route.service, "target", p.target.host, "error", err)
 	var tooBig *http.MaxBytesError
 	var netErr net.Error
@@ -224,18 +232,28 @@ func (rt *Router) CloseIdleConnections() {
 	for _, t := range rt.transports {
 		t.CloseIdleConnections()
 	}
+	for _, t := range rt.targets {
+		t.closeIdle()
+	}
 }
 
-// bufferPool recycles the proxy's copy buffers across requests.
+// copyBuffers recycles the buffers that copy bodies, across requests and
+// routers.
+var copyBuffers = &bufferPool{}
+
+// bufferPool is a pool of 32 KiB buffers. Get and Put serve ReverseProxy.
 type bufferPool struct{ pool sync.Pool }
 
-func (b *bufferPool) Get() []byte {
+func (b *bufferPool) get() *[]byte {
 	if buf, ok := b.pool.Get().(*[]byte); ok {
-		return *buf
+		return buf
 	}
-	return make([]byte, 32<<10)
+	buf := make([]byte, 32<<10)
+	return &buf
 }
 
-func (b *bufferPool) Put(buf []byte) {
-	b.pool.Put(&buf)
-}
+func (b *bufferPool) put(buf *[]byte) { b.pool.Put(buf) }
+
+func (b *bufferPool) Get() []byte { return *b.get() }
+
+func (b *bufferPool) Put(buf []byte) { b.put(&buf) }

@@ -19,11 +19,22 @@
 //     a process it removed.
 //  4. On shutdown, after the servers have stopped, CloseIdleConnections.
 //
+// Plain-HTTP targets are served by the direct path (forward.go): each
+// request is written and its response read on the handler's goroutine, over
+// a keep-alive connection from the target's pool. Upgrades (websockets),
+// https and gRPC targets and unusual requests go through
+// httputil.ReverseProxy.
+//
 // The router starts no goroutine of its own, but for the timers that renew
 // ACME certificates (Options.ACME), one per host in use, which run for the
-// life of the process. The goroutines of its pooled connections to
-// processes end with the connections: when a process closes them, after
-// 90 s idle, or at CloseIdleConnections.
+// life of the process; a timer per target that closes connections idle for
+// 45 to 90 s, armed while the target has some; and, for a request whose
+// body is large or of unknown length, one that writes the body while the
+// response is read, which ends with the request. The goroutines of
+// ReverseProxy's pooled connections to processes end with the connections:
+// when a process closes them, after 90 s idle, or at CloseIdleConnections.
+// A target's idle connections are closed when it is removed from the
+// routes, and at CloseIdleConnections.
 package router
 
 import (
@@ -112,6 +123,8 @@ type Router struct {
 	transports map[transportKey]*http.Transport
 
 	certs certCache
+	// ports caches the decimal form of listener ports (localPort).
+	ports [2]atomic.Pointer[portString]
 }
 
 // New returns a Router with an empty route table: every host gets 404 until
@@ -210,6 +223,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Chunked bodies are checked as they stream; the proxy's error
 		// handler turns the reader's error into 413.
 		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+	}
+	if direct(p.route, r) {
+		rt.forward(w, r, p)
+		return
 	}
 	rt.proxy.ServeHTTP(w, withPick(r, p))
 }

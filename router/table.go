@@ -64,6 +64,7 @@ type route struct {
 	hosts        []string
 	targets      []*target
 	scheme       string // URL scheme towards targets
+	direct       bool   // plain HTTP/1.1 to targets: the direct path (forward.go) may serve
 	transport    *http.Transport
 	timeout      time.Duration
 	sticky       bool
@@ -133,14 +134,14 @@ func (rt *Router) build(app string, r Route, old *appRoutes) *route {
 	kind := transportKey{timeout: rte.timeout}
 	switch r.Scheme {
 	case "", "http":
-		rte.scheme = "http"
+		rte.scheme, rte.direct = "http", true
 	case "https":
 		rte.scheme, kind.tls = "https", true
 	case "grpc":
 		rte.scheme, kind.h2c = "http", true
 	default:
 		rt.log.Warn("unknown scheme for a route; using http", "app", app, "service", r.Service, "scheme", r.Scheme)
-		rte.scheme = "http"
+		rte.scheme, rte.direct = "http", true
 	}
 	rte.transport = rt.transportFor(kind)
 
@@ -207,8 +208,9 @@ func (rt *Router) buildTable(changed string) *table {
 	return tb
 }
 
-// retire marks removed every registered target that no route names, and
-// forgets those with nothing in flight. rt.mu is held.
+// retire marks removed every registered target that no route names, closes
+// their idle connections, and forgets those with nothing in flight. rt.mu is
+// held.
 func (rt *Router) retire() {
 	routed := map[*target]bool{}
 	for _, ar := range rt.apps {
@@ -223,6 +225,7 @@ func (rt *Router) retire() {
 			continue
 		}
 		t.removed.Store(true)
+		t.closeIdle()
 		if t.inflight.Load() == 0 {
 			delete(rt.targets, addr)
 		}

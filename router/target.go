@@ -19,6 +19,10 @@ type target struct {
 	// removed is set once no route names the target, after the table
 	// without it was stored.
 	removed atomic.Bool
+
+	// pool keeps connections to the process for the direct path, while
+	// the target is routed.
+	pool pool
 }
 
 // acquire counts a request to t, unless t has been removed.
@@ -84,10 +88,14 @@ func (rt *Router) Drain(ctx context.Context, addr netip.AddrPort) error {
 }
 
 // forget drops a drained target from the registry, unless it has been routed
-// again meanwhile.
+// again meanwhile, and closes its idle connections: the process is about to
+// be stopped.
 func (rt *Router) forget(t *target) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if t.removed.Load() {
+		t.closeIdle()
+	}
 	if rt.targets[t.addr] == t && t.removed.Load() && t.inflight.Load() == 0 {
 		delete(rt.targets, t.addr)
 	}
