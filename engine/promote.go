@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -370,6 +371,9 @@ func (e *Engine) rolloutService(ctx context.Context, pl *plan, s serviceSpec, p 
 		return err
 	}
 	if len(cur) > s.Count {
+		// Oldest first, so scaling down keeps the processes that have
+		// proven themselves.
+		sort.Slice(cur, func(i, j int) bool { return cur[i].Created.Before(cur[j].Created) })
 		if err := e.stopProcesses(ctx, cur[s.Count:], s.Grace, "scaled down"); err != nil {
 			return err
 		}
