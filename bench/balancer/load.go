@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/procfs"
 )
 
 // target is one way to reach a suite's backend.
@@ -294,20 +296,11 @@ func (a cpuSnap) since(b cpuSnap) usage {
 	}
 }
 
-// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
-const clockTicks = 100
-
 func snapshot(t *target, s *suite) cpuSnap {
 	var c cpuSnap
-	if data, err := os.ReadFile("/proc/stat"); err == nil {
-		line, _, _ := strings.Cut(string(data), "\n")
-		f := strings.Fields(line)
-		for i := range c.stat {
-			if i+1 < len(f) {
-				v, _ := strconv.ParseFloat(f[i+1], 64)
-				c.stat[i] = v / clockTicks
-			}
-		}
+	h := procfs.Host()
+	for i, v := range []int64{h.User, h.Nice, h.System, h.Idle, h.IOWait, h.IRQ, h.SoftIRQ, h.Steal} {
+		c.stat[i] = float64(v) * procfs.Tick().Seconds()
 	}
 	c.client = cpuOf([]int{os.Getpid()})
 	if t.pids != nil {
@@ -321,28 +314,7 @@ func snapshot(t *target, s *suite) cpuSnap {
 }
 
 // cpuOf is the user and system CPU seconds of processes so far.
-func cpuOf(pids []int) float64 {
-	var sum float64
-	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// Fields after "(comm)": state is the first, utime the 12th,
-		// stime the 13th.
-		i := bytes.LastIndexByte(data, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(data[i+1:]))
-		if len(f) > 12 {
-			u, _ := strconv.ParseFloat(f[11], 64)
-			s, _ := strconv.ParseFloat(f[12], 64)
-			sum += (u + s) / clockTicks
-		}
-	}
-	return sum
-}
+func cpuOf(pids []int) float64 { return procfs.CPUTimes(pids).Seconds() }
 
 // ksoftirqd lists the kernel's softirq threads: under load, loopback
 // packets are delivered there.

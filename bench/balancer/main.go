@@ -67,7 +67,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -75,6 +74,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/rackbench"
 )
 
 // Targets of the issue.
@@ -144,11 +145,6 @@ func main() {
 	}
 }
 
-// logf reports progress on stderr; the report itself goes to stdout.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
-}
-
 // suite is a backend and the three ways to reach it.
 type suite struct {
 	name, title string
@@ -178,20 +174,20 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	m := describeMachine(ctx)
+	m := rackbench.DescribeMachine(ctx)
 
 	// Everything this run starts is stopped on the way out, whatever
 	// happened (a failure, Ctrl-C).
 	var procs []*proc
-	var r *rack
+	var r *rackbench.Rack
 	defer func() {
-		logf("cleaning up")
+		rackbench.Logf("cleaning up")
 		for _, p := range slices.Backward(procs) {
 			p.stop()
 		}
 		if r != nil {
-			r.stop()
-			cleanupDocker(r.name)
+			r.Stop()
+			rackbench.CleanupDocker(r.Name)
 		}
 	}()
 	start := func(p *proc, err error) (*proc, error) {
@@ -202,7 +198,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	// The pure suite: our processes only.
-	logf("pure suite: starting the backend, the balancer and haproxy")
+	rackbench.Logf("pure suite: starting the backend, the balancer and haproxy")
 	backend, err := start(startChild(ctx, self, "backend", "_backend"))
 	if err != nil {
 		return err
@@ -225,12 +221,12 @@ func run(ctx context.Context, o options) error {
 	suites := []*suite{pure}
 
 	if o.rack {
-		root, err := repoRoot()
+		root, err := rackbench.RepoRoot("bash bench/balancer/run.sh")
 		if err != nil {
 			return err
 		}
-		r = &rack{name: fmt.Sprintf("bench%06d", rand.IntN(1000000)), dir: tmp}
-		logf("rack suite: building convox and the sample server")
+		r = rackbench.New(tmp)
+		rackbench.Logf("rack suite: building convox and the sample server")
 		rs, backendAddr, bal, err := rackSuite(ctx, root, r, o.rackDuration, !o.noPortWait)
 		if err != nil {
 			return err
@@ -277,18 +273,18 @@ func addTargets(ctx context.Context, o options, tmp, self string, s *suite, back
 			return fmt.Errorf("%s suite: %s at %s: %w", s.name, t.name, t.addr, err)
 		}
 	}
-	logf("%s suite: direct %s, haproxy %s, balancer %s", s.name, direct.addr, haproxy.addr, bal.addr)
+	rackbench.Logf("%s suite: direct %s, haproxy %s, balancer %s", s.name, direct.addr, haproxy.addr, bal.addr)
 	return nil
 }
 
 // measure warms every target up, then runs the rounds.
 func measure(ctx context.Context, o options, s *suite) error {
-	logf("%s suite: warm-up", s.name)
+	rackbench.Logf("%s suite: warm-up", s.name)
 	for _, t := range s.targets {
 		if res, err := runThroughput(ctx, t, s, o.streams, o.warmMiB<<20); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.name, err)
 		} else if res.errors > 0 {
-			logf("%s suite: warm-up of %s: %d transfers failed (%s)", s.name, t.name, res.errors, res.firstErr)
+			rackbench.Logf("%s suite: warm-up of %s: %d transfers failed (%s)", s.name, t.name, res.errors, res.firstErr)
 		}
 		if s.beforeConns != nil {
 			if err := s.beforeConns(ctx); err != nil {
@@ -334,14 +330,14 @@ func measure(ctx context.Context, o options, s *suite) error {
 						break
 					}
 					if failed {
-						logf("%s suite, round %d: %s of %s: %d transfers failed (%s); measuring it again",
+						rackbench.Logf("%s suite, round %d: %s of %s: %d transfers failed (%s); measuring it again",
 							s.name, round+1, kind, t.name, res.errors, res.firstErr)
 					} else {
-						logf("%s suite, round %d: %s of %s: other processes used %.0f%% of the CPUs; measuring it again",
+						rackbench.Logf("%s suite, round %d: %s of %s: other processes used %.0f%% of the CPUs; measuring it again",
 							s.name, round+1, kind, t.name, 100*res.cpu.otherShare())
 					}
 				}
-				logf("%s suite, round %d/%d: %-34s %s", s.name, round+1, o.rounds, t.name, res.line())
+				rackbench.Logf("%s suite, round %d/%d: %-34s %s", s.name, round+1, o.rounds, t.name, res.line())
 				s.results = append(s.results, res)
 			}
 		}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/singlehost/convox/balancer"
+	"github.com/singlehost/convox/bench/internal/rackbench"
 )
 
 // proc is a process the benchmark started and stops: a child of its own
@@ -33,7 +34,7 @@ type proc struct {
 	addr   string // where it listens
 	cmd    *exec.Cmd
 	stdin  io.Closer // a child of ours exits when it is closed
-	stderr *syncBuffer
+	stderr *rackbench.SyncBuffer
 	done   chan struct{}
 }
 
@@ -57,7 +58,7 @@ func (p *proc) stop() {
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		logf("%s did not stop within 10s of SIGTERM; killing it", p.name)
+		rackbench.Logf("%s did not stop within 10s of SIGTERM; killing it", p.name)
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	}
@@ -66,7 +67,7 @@ func (p *proc) stop() {
 // launch starts cmd in a process group of its own (Ctrl-C reaches the
 // benchmark, which stops its children itself).
 func launch(name string, cmd *exec.Cmd) (*proc, error) {
-	p := &proc{name: name, cmd: cmd, stderr: &syncBuffer{}}
+	p := &proc{name: name, cmd: cmd, stderr: &rackbench.SyncBuffer{}}
 	cmd.Stderr = p.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -343,21 +344,4 @@ func timeWaits(port int) int {
 		}
 	}
 	return n
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/rackbench"
 )
 
 // pollEvery is how often the processes are polled, for ours and for the
@@ -60,7 +59,7 @@ func (p *plain) replace(ctx context.Context, i int) (*plainRun, error) {
 
 	var ids []string
 	for range 2 {
-		id, err := dockerOut(ctx, "run", "-d", "-p", "127.0.0.1::5000", "-e", "PORT=5000",
+		id, err := rackbench.Docker(ctx, "run", "-d", "-p", "127.0.0.1::5000", "-e", "PORT=5000",
 			"-e", "APP="+app, "-e", "SERVICE=web", "-e", "RELEASE="+release, "--label", p.label, tag)
 		if err != nil {
 			return nil, err
@@ -71,19 +70,11 @@ func (p *plain) replace(ctx context.Context, i int) (*plainRun, error) {
 
 	var ports []string
 	for _, id := range ids {
-		out, err := dockerOut(ctx, "port", id, "5000/tcp")
+		port, err := rackbench.PublishedPort(ctx, id, "5000/tcp")
 		if err != nil {
 			return nil, err
 		}
-		for _, l := range strings.Split(out, "\n") {
-			if port, ok := strings.CutPrefix(strings.TrimSpace(l), "127.0.0.1:"); ok {
-				ports = append(ports, port)
-				break
-			}
-		}
-	}
-	if len(ports) != 2 {
-		return nil, fmt.Errorf("the containers publish %v, want two 127.0.0.1 ports", ports)
+		ports = append(ports, port)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for answered := map[string]bool{}; len(answered) < len(ports); {
@@ -107,7 +98,7 @@ func (p *plain) replace(ctx context.Context, i int) (*plainRun, error) {
 	r.wait = time.Since(start) - r.build - r.run
 
 	if len(p.prev) > 0 {
-		if _, err := dockerOut(ctx, append([]string{"rm", "-f"}, p.prev...)...); err != nil {
+		if _, err := rackbench.Docker(ctx, append([]string{"rm", "-f"}, p.prev...)...); err != nil {
 			return nil, err
 		}
 	}
@@ -137,7 +128,7 @@ func pollServing(ctx context.Context, rackName, release string, start time.Time)
 				PublicPort  int
 			}
 		}
-		if err := dockerAPI(ctx, path, &cs); err == nil {
+		if err := rackbench.DockerAPI(ctx, path, &cs); err == nil {
 			old, answering, mine := 0, 0, 0
 			for _, c := range cs {
 				if c.Labels["convox.release"] != release {
@@ -176,116 +167,15 @@ func pollServing(ctx context.Context, rackName, release string, start time.Time)
 	return serving, oldGone
 }
 
-// dockerClient talks to the Docker engine's API on its unix socket.
-var dockerClient = &http.Client{
-	Timeout: 5 * time.Second,
-	Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			sock := "/var/run/docker.sock"
-			if h, ok := strings.CutPrefix(os.Getenv("DOCKER_HOST"), "unix://"); ok {
-				sock = h
-			}
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	},
-}
-
-func dockerAPI(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://docker"+path, nil)
-	if err != nil {
-		return err
-	}
-	res, err := dockerClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != 200 {
-		return fmt.Errorf("docker API %s: %s", path, res.Status)
-	}
-	return json.NewDecoder(res.Body).Decode(v)
-}
-
-// dockerOut runs the docker CLI and returns its standard output.
-func dockerOut(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return string(out), nil
-}
-
-// dockerQuiet runs the docker CLI for its exit status only.
-func dockerQuiet(ctx context.Context, args ...string) error {
-	return exec.CommandContext(ctx, "docker", args...).Run()
-}
-
-// cleanupDocker removes everything the run left in Docker: the rack's
-// containers, networks, volumes and images, and the baseline's containers
-// and images. It runs after an interrupt too, so it has a context of its own.
-func cleanupDocker(rackName string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	list := func(args ...string) []string {
-		out, err := dockerOut(ctx, args...)
-		if err != nil {
-			logf("clean-up: %v", err)
-		}
-		return strings.Fields(out)
-	}
-	remove := func(what []string, args ...string) {
-		if len(what) == 0 {
-			return
-		}
-		if _, err := dockerOut(ctx, append(args, what...)...); err != nil {
-			logf("clean-up: %v", err)
-		}
-	}
-	label := "label=convox.rack=" + rackName
-	remove(list("ps", "-aq", "--filter", label), "rm", "-f", "-v")
-	remove(list("ps", "-aq", "--filter", "label=convox.bench="+rackName), "rm", "-f", "-v")
-	remove(list("network", "ls", "-q", "--filter", label), "network", "rm")
-	remove(list("volume", "ls", "-q", "--filter", label), "volume", "rm")
-	// By name, not id: an id shared by several names would need forcing.
-	remove(list("images", "--filter", "reference="+rackName+"/*", "--format", "{{.Repository}}:{{.Tag}}"), "rmi")
-	remove(list("images", plainRepo, "--format", "{{.Repository}}:{{.Tag}}"), "rmi")
-}
-
 // machine describes where the benchmark ran.
 type machine struct {
-	cpus                      int
-	cpu, mem, kernel          string
-	docker, driver, goVersion string
+	rackbench.Machine
+	driver string
 }
 
 func describeMachine(ctx context.Context) machine {
-	m := machine{cpus: runtime.NumCPU(), goVersion: runtime.Version()}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if out, err := exec.CommandContext(ctx, "free", "-h").Output(); err == nil {
-		for _, l := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(l); len(f) > 1 && f[0] == "Mem:" {
-				m.mem = f[1]
-			}
-		}
-	}
-	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = strings.TrimSpace(string(data))
-	}
-	if out, err := dockerOut(ctx, "version", "--format", "{{.Server.Version}}"); err == nil {
-		m.docker = strings.TrimSpace(out)
-	}
-	if out, err := dockerOut(ctx, "info", "--format", "{{.Driver}}"); err == nil {
+	m := machine{Machine: rackbench.DescribeMachine(ctx)}
+	if out, err := rackbench.Docker(ctx, "info", "--format", "{{.Driver}}"); err == nil {
 		m.driver = strings.TrimSpace(out)
 	}
 	return m

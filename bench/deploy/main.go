@@ -34,18 +34,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
-)
 
-// baseImage is what the sample app's Dockerfile builds FROM; it is made
-// locally by testdata/images/build (no registry is reachable).
-const baseImage = "convoxtest/debian:bookworm"
+	"github.com/singlehost/convox/bench/internal/rackbench"
+)
 
 // app is the name of the benchmark's app on its own rack.
 const app = "bench"
@@ -82,14 +77,9 @@ func main() {
 	}
 }
 
-// logf reports progress on stderr; the report itself goes to stdout.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
-}
-
 func run(ctx context.Context, n int, verbose, poll bool) (err error) {
 	began := time.Now()
-	root, err := repoRoot()
+	root, err := rackbench.RepoRoot("go run ./bench/deploy")
 	if err != nil {
 		return err
 	}
@@ -101,49 +91,48 @@ func run(ctx context.Context, n int, verbose, poll bool) (err error) {
 
 	// Everything this run creates in Docker is removed on the way out,
 	// whatever happened (a failure, Ctrl-C).
-	name := fmt.Sprintf("bench%06d", rand.IntN(1000000))
-	r := &rack{name: name, dir: tmp, poll: poll}
+	r := rackbench.New(tmp)
+	name := r.Name
 	defer func() {
-		logf("cleaning up")
-		r.stop()
-		cleanupDocker(name)
+		rackbench.Logf("cleaning up")
+		r.Stop()
+		rackbench.CleanupDocker(name, plainRepo)
 	}()
 
-	logf("building convox and the sample server")
-	r.binary = filepath.Join(tmp, "convox")
-	if err := runCmd(ctx, root, nil, "go", "build", "-o", r.binary, "."); err != nil {
-		return fmt.Errorf("building convox: %w", err)
+	rackbench.Logf("building convox and the sample server")
+	if err := r.Build(ctx, root); err != nil {
+		return err
 	}
-	src, err := sampleApp(ctx, root, tmp)
+	src, err := rackbench.SampleApp(ctx, root, tmp, "")
 	if err != nil {
 		return err
 	}
-	if err := ensureBaseImage(ctx, root); err != nil {
+	if err := rackbench.EnsureBaseImage(ctx, root); err != nil {
 		return err
 	}
 	machine := describeMachine(ctx)
 
-	logf("starting rack %s", name)
-	if err := r.start(ctx); err != nil {
+	rackbench.Logf("starting rack %s", name)
+	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	if out, err := r.convox(ctx, "apps", "create", app); err != nil {
+	if out, err := r.Convox(ctx, "apps", "create", app); err != nil {
 		return fmt.Errorf("convox apps create: %w\n%s", err, out)
 	}
 
 	// Warm-up, untimed: the first deploy fills Docker's build cache (and
 	// gives the measured deploys a previous release to replace); the first
 	// plain build and pair of containers do the same for the baseline.
-	logf("warm-up deploy")
-	warm, err := r.deploy(ctx, src, verbose)
+	rackbench.Logf("warm-up deploy")
+	warm, err := deploy(ctx, r, src, poll, verbose)
 	if err != nil {
 		return fmt.Errorf("warm-up deploy: %w", err)
 	}
-	if err := confirmServing(ctx, name, warm.release); err != nil {
+	if err := confirmServing(ctx, r, warm.release); err != nil {
 		return fmt.Errorf("warm-up deploy: %w", err)
 	}
-	logf("warm-up deploy: %s in %s", warm.release, secs(warm.total))
-	pl := &plain{dir: src, label: "convox.bench=" + name}
+	rackbench.Logf("warm-up deploy: %s in %s", warm.release, secs(warm.total))
+	pl := &plain{dir: src, label: rackbench.BenchLabel + "=" + name}
 	if _, err := pl.replace(ctx, 0); err != nil {
 		return fmt.Errorf("warm-up plain docker: %w", err)
 	}
@@ -151,14 +140,14 @@ func run(ctx context.Context, n int, verbose, poll bool) (err error) {
 	var ours []*deployRun
 	var base []*plainRun
 	for i := 1; i <= n; i++ {
-		d, err := r.deploy(ctx, src, verbose)
+		d, err := deploy(ctx, r, src, poll, verbose)
 		if err != nil {
 			return fmt.Errorf("deploy %d: %w", i, err)
 		}
 		if !d.cached {
 			return fmt.Errorf("deploy %d: the image build was not fully cached:\n%s", i, d.output())
 		}
-		if err := confirmServing(ctx, name, d.release); err != nil {
+		if err := confirmServing(ctx, r, d.release); err != nil {
 			return fmt.Errorf("deploy %d: %w", i, err)
 		}
 		ours = append(ours, d)
@@ -167,66 +156,12 @@ func run(ctx context.Context, n int, verbose, poll bool) (err error) {
 			return fmt.Errorf("plain docker %d: %w", i, err)
 		}
 		base = append(base, p)
-		logf("run %d/%d: convox deploy %s (serving at %s), plain docker %s", i, n,
+		rackbench.Logf("run %d/%d: convox deploy %s (serving at %s), plain docker %s", i, n,
 			secs(d.total), secs(d.serving), secs(p.total))
 	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}
 	report(os.Stdout, n, machine, ours, base, time.Since(began))
-	return nil
-}
-
-// repoRoot finds the module's directory from the working directory up.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(data), "module github.com/singlehost/convox\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run it from the convox repository (go run ./bench/deploy)")
-		}
-		dir = parent
-	}
-}
-
-// sampleApp copies testdata/apps/web into tmp/src and builds the sample
-// server into it, as the end-to-end tests do.
-func sampleApp(ctx context.Context, root, tmp string) (string, error) {
-	dir := filepath.Join(tmp, "src")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	for _, f := range []string{"Dockerfile", "convox.yml", ".dockerignore"} {
-		data, err := os.ReadFile(filepath.Join(root, "testdata", "apps", "web", f))
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-			return "", err
-		}
-	}
-	err := runCmd(ctx, root, []string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(dir, "server"), "./testdata/apps/server")
-	if err != nil {
-		return "", fmt.Errorf("building the sample server: %w", err)
-	}
-	return dir, nil
-}
-
-// ensureBaseImage builds the sample's base image when the host lacks it.
-func ensureBaseImage(ctx context.Context, root string) error {
-	if dockerQuiet(ctx, "image", "inspect", baseImage) == nil {
-		return nil
-	}
-	logf("%s is missing: running testdata/images/build debian", baseImage)
-	if err := runCmd(ctx, root, nil, filepath.Join(root, "testdata", "images", "build"), "debian"); err != nil {
-		return fmt.Errorf("building %s: %w", baseImage, err)
-	}
 	return nil
 }

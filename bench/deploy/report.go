@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/rackbench"
 )
 
 // A phase of `convox deploy` ends at the first output line, after the
@@ -118,7 +120,7 @@ func report(w io.Writer, n int, m machine, ours []*deployRun, base []*plainRun, 
 	fmt.Fprintf(w, "Measured %s: n=%d of each, interleaved (ours, then baseline), after one untimed warm-up of each; whole run %s.\n\n",
 		time.Now().UTC().Format("2006-01-02"), n, elapsed.Round(time.Second))
 	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, Linux %s, Docker Engine %s (%s, classic builder), %s.\n\n",
-		m.cpus, orUnknown(m.cpu), orUnknown(m.mem), orUnknown(m.kernel), orUnknown(m.docker), orUnknown(m.driver), m.goVersion)
+		m.CPUs, rackbench.OrUnknown(m.CPU), rackbench.OrUnknown(m.Mem), rackbench.OrUnknown(m.Kernel), rackbench.OrUnknown(m.Docker), rackbench.OrUnknown(m.driver), m.Go)
 
 	fmt.Fprintf(w, "| wall time | median | min | max |\n|---|---:|---:|---:|\n")
 	io.WriteString(w, total.row("`convox deploy` of the cached sample (start → exit after `OK`)"))
@@ -165,11 +167,4 @@ func phaseNames() []string {
 		names = append(names, p.name)
 	}
 	return names
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }

@@ -41,17 +41,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
-)
 
-// baseImage is what the sample app's Dockerfile builds FROM; it is made
-// locally by testdata/images/build (no registry is reachable).
-const baseImage = "convoxtest/debian:bookworm"
+	"github.com/singlehost/convox/bench/internal/procfs"
+	"github.com/singlehost/convox/bench/internal/rackbench"
+)
 
 // app and service name the benchmark's app on its own rack.
 const (
@@ -88,14 +85,9 @@ func main() {
 	}
 }
 
-// logf reports progress on stderr; the report itself goes to stdout.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
-}
-
 func run(ctx context.Context, lines, n int, cliPromote bool) (err error) {
 	began := time.Now()
-	root, err := repoRoot()
+	root, err := rackbench.RepoRoot("go run ./bench/logs")
 	if err != nil {
 		return err
 	}
@@ -105,46 +97,45 @@ func run(ctx context.Context, lines, n int, cliPromote bool) (err error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	name := fmt.Sprintf("bench%06d", rand.IntN(1000000))
-	r := &rack{name: name, dir: tmp}
+	r := rackbench.New(tmp)
+	name := r.Name
 	defer func() {
-		logf("cleaning up")
-		r.stop()
-		cleanupDocker(name)
+		rackbench.Logf("cleaning up")
+		r.Stop()
+		rackbench.CleanupDocker(name)
 	}()
 
-	logf("building convox and the sample server")
-	r.binary = filepath.Join(tmp, "convox")
-	if err := runCmd(ctx, root, nil, "go", "build", "-o", r.binary, "."); err != nil {
-		return fmt.Errorf("building convox: %w", err)
+	rackbench.Logf("building convox and the sample server")
+	if err := r.Build(ctx, root); err != nil {
+		return err
 	}
-	src, err := sampleApp(ctx, root, tmp)
+	src, err := rackbench.SampleApp(ctx, root, tmp, manifest)
 	if err != nil {
 		return err
 	}
-	if err := ensureBaseImage(ctx, root); err != nil {
+	if err := rackbench.EnsureBaseImage(ctx, root); err != nil {
 		return err
 	}
 	m := describeMachine(ctx)
-	b := &bench{rack: r, cliPromote: cliPromote, dockerd: findProcess("dockerd", "")}
+	b := &bench{rack: r, cliPromote: cliPromote, dockerd: procfs.Find("dockerd", "")}
 	if b.dockerd == 0 {
-		logf("dockerd's process is not found (or not one): its CPU is not reported")
+		rackbench.Logf("dockerd's process is not found (or not one): its CPU is not reported")
 	}
 
-	logf("starting rack %s", name)
-	if err := r.start(ctx); err != nil {
+	rackbench.Logf("starting rack %s", name)
+	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	if out, err := r.convox(ctx, "apps", "create", app); err != nil {
+	if out, err := r.Convox(ctx, "apps", "create", app); err != nil {
 		return fmt.Errorf("convox apps create: %w\n%s", err, out)
 	}
-	logf("deploying the chatty app")
-	if out, err := r.convox(ctx, "deploy", src, "-a", app); err != nil {
+	rackbench.Logf("deploying the chatty app")
+	if out, err := r.Convox(ctx, "deploy", src, "-a", app); err != nil {
 		return fmt.Errorf("convox deploy: %w\n%s", err, out)
 	}
 
 	timeout := time.Minute + time.Duration(lines)*time.Second/2000
-	logf("control round: a promote whose process prints one line")
+	rackbench.Logf("control round: a promote whose process prints one line")
 	ctl, err := b.rackRound(ctx, 0, 1, time.Minute)
 	if err != nil {
 		return fmt.Errorf("control round: %w", err)
@@ -162,7 +153,7 @@ func run(ctx context.Context, lines, n int, cliPromote bool) (err error) {
 		if err != nil {
 			return fmt.Errorf("round %d: %w", i, err)
 		}
-		logf("round %d/%d: rack stored line %d at %s, docker logs -f printed it at %s; daemon CPU %s (gross)",
+		rackbench.Logf("round %d/%d: rack stored line %d at %s, docker logs -f printed it at %s; daemon CPU %s (gross)",
 			i, n, lines, stalledOr(rr.rackStalled, secs(rr.ingest)), stalledOr(rr.dockerStalled, secs(rr.docker)), ms(rr.daemon))
 		if rr.rackStalled {
 			problems = append(problems, fmt.Errorf("round %d: the rack's collector stalled: no line stored for %s before line %d", i, stallAfter, lines))
@@ -183,7 +174,7 @@ func run(ctx context.Context, lines, n int, cliPromote bool) (err error) {
 		if err != nil {
 			return fmt.Errorf("round %d (plain): %w", i, err)
 		}
-		logf("round %d/%d: plain docker logs -f printed line %d at %s", i, n, lines, stalledOr(pr.stalled, secs(pr.docker)))
+		rackbench.Logf("round %d/%d: plain docker logs -f printed line %d at %s", i, n, lines, stalledOr(pr.stalled, secs(pr.docker)))
 		if !pr.printed.ok() {
 			problems = append(problems, fmt.Errorf("round %d (plain): docker logs -f printed %s", i, pr.printed))
 		}

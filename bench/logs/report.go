@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/rackbench"
 )
 
 // stats are a sample's median, min and max over count values (NaN
@@ -101,8 +103,8 @@ func report(w io.Writer, m machine, n int, ctl *rackRun, plainCtl *plainRun, rou
 	fmt.Fprintf(w, "Measured %s: N=%d lines, n=%d rounds, after one control round of 1 line; promote by %s; whole run %s.\n\n",
 		time.Now().UTC().Format("2006-01-02"), n, len(rounds), how, elapsed.Round(time.Second))
 	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, Linux %s, Docker Engine %s (%s, %s), %s, CLK_TCK %d/s, load average before %s.\n\n",
-		m.cpus, orUnknown(m.cpu), orUnknown(m.mem), orUnknown(m.kernel), orUnknown(m.docker), orUnknown(m.driver),
-		orUnknown(m.logOpts), m.goVersion, time.Second/clockTick, orUnknown(m.load))
+		m.CPUs, rackbench.OrUnknown(m.CPU), rackbench.OrUnknown(m.Mem), rackbench.OrUnknown(m.Kernel), rackbench.OrUnknown(m.Docker), rackbench.OrUnknown(m.driver),
+		rackbench.OrUnknown(m.logOpts), m.Go, time.Second/clockTick, rackbench.OrUnknown(m.load))
 
 	fmt.Fprintf(w, "| %d lines printed at a process's start; median (min–max) of %d | lines/s | CPU ms per 10k lines |\n|---|---:|---:|\n", n, len(rounds))
 	fmt.Fprintf(w, "| **rack**: container start → all lines in the log store; CPU of `convox rack start` | %s | %s |\n",
@@ -134,7 +136,7 @@ func report(w io.Writer, m machine, n int, ctl *rackRun, plainCtl *plainRun, rou
 			ms(r.daemon), ms(r.dockerd), ms(r.dockerCLI), ms(r.shim), pct(r.hostBusy), pct(r.idleBusy),
 			stalledOr(p.stalled, secs(p.docker)), ms(p.dockerd), ms(p.dockerCLI), pct(p.hostBusy))
 	}
-	fmt.Fprintf(w, "\nHost busy: the share of all %d CPUs' time that was not idle during the round (and during the idle window just before it): the measured processes plus anything else running on the machine.\n", m.cpus)
+	fmt.Fprintf(w, "\nHost busy: the share of all %d CPUs' time that was not idle during the round (and during the idle window just before it): the measured processes plus anything else running on the machine.\n", m.CPUs)
 	fmt.Fprintf(w, "\nRead back from the store (`convox logs --no-follow`, the process's stream):\n\n")
 	for i, r := range rounds {
 		fmt.Fprintf(w, "- round %d, process %s: the store holds %s; `docker logs -f`: %s; plain `docker logs -f`: %s. Docker's JSON log: %s files (%s for the plain container)\n",
@@ -166,11 +168,4 @@ func count(n int) string {
 		return "?"
 	}
 	return fmt.Sprint(n)
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }

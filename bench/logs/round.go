@@ -16,11 +16,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/rackbench"
 )
 
 // bench holds what every round needs.
 type bench struct {
-	rack    *rack
+	rack    *rackbench.Rack
 	dockerd int // pid of dockerd; 0 if not found (its CPU is then not reported)
 	// cliPromote promotes with `convox env set … --promote` (whose own
 	// log stream the daemon then serves too) instead of the API call.
@@ -43,7 +45,7 @@ type cpuSample struct {
 }
 
 func (b *bench) sample() cpuSample {
-	s := cpuSample{at: time.Now(), daemon: cpuTime(b.rack.pid()), dockerd: cpuTime(b.dockerd)}
+	s := cpuSample{at: time.Now(), daemon: cpuTime(b.rack.PID()), dockerd: cpuTime(b.dockerd)}
 	s.hostTotal, s.hostBusy = hostCPU()
 	return s
 }
@@ -104,7 +106,7 @@ func (b *bench) quiesce(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			logf("not quiet after a minute (daemon and dockerd quiet: %t, host %s busy); going on", quiet, pct(host))
+			rackbench.Logf("not quiet after a minute (daemon and dockerd quiet: %t, host %s busy); going on", quiet, pct(host))
 			return nil
 		}
 		prev = cur
@@ -223,7 +225,7 @@ type dockerLogs struct {
 	cpu      time.Duration // the docker CLI's utime+stime then
 	check    *check
 	err      error
-	stderr   syncBuffer
+	stderr   rackbench.SyncBuffer
 }
 
 func followDocker(ctx context.Context, id string, n int) (*dockerLogs, error) {
@@ -280,9 +282,9 @@ func (d *dockerLogs) stop() {
 // storeBytes is the size of the app's log on disk (the rack's home
 // holds it under logs/<app>/): it grows while the collector stores lines,
 // which the benchmark watches without asking the daemon.
-func (r *rack) storeBytes() int64 {
+func storeBytes(r *rackbench.Rack) int64 {
 	var n int64
-	entries, _ := os.ReadDir(filepath.Join(r.home(), "logs", app))
+	entries, _ := os.ReadDir(filepath.Join(r.Home(), "logs", app))
 	for _, e := range entries {
 		if info, err := e.Info(); err == nil {
 			n += info.Size()
@@ -304,11 +306,11 @@ type follower struct {
 	stderr bytes.Buffer
 }
 
-func (r *rack) follow(ctx context.Context, filter string) (*follower, error) {
+func follow(ctx context.Context, r *rackbench.Rack, filter string) (*follower, error) {
 	// --since 1h: should the follower reach the daemon only after the
 	// line was stored, its history still has it.
 	f := &follower{lines: make(chan stamped, 64)}
-	f.cmd = r.command(ctx, "logs", "-a", app, "--since", "1h", "--filter", filter)
+	f.cmd = r.Command(ctx, "logs", "-a", app, "--since", "1h", "--filter", filter)
 	f.cmd.Stderr = &f.stderr
 	out, err := f.cmd.StdoutPipe()
 	if err != nil {
@@ -331,9 +333,9 @@ func (r *rack) follow(ctx context.Context, filter string) (*follower, error) {
 // stored reads back, with `convox logs --no-follow`, what the rack stored
 // of process pid's "line K" lines, and any line of the system/logs stream
 // (the store's own notices: history incomplete, reader cut off).
-func (r *rack) stored(ctx context.Context, pid string, n int, since time.Duration) (*check, []string, error) {
+func stored(ctx context.Context, r *rackbench.Rack, pid string, n int, since time.Duration) (*check, []string, error) {
 	since = since.Round(time.Second) + time.Minute
-	cmd := r.command(ctx, "logs", "-a", app, "--no-follow", "--since", since.String(), "--filter", "line ")
+	cmd := r.Command(ctx, "logs", "-a", app, "--no-follow", "--since", since.String(), "--filter", "line ")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -409,13 +411,13 @@ type rackRun struct {
 // and measures how the rack and `docker logs -f` read that output.
 func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Duration) (*rackRun, error) {
 	r := b.rack
-	if err := r.waitRunning(ctx, app, time.Minute); err != nil {
+	if err := waitRunning(ctx, r, app, time.Minute); err != nil {
 		return nil, err
 	}
 	set := []string{"env", "set", fmt.Sprintf("COUNT_TO=%d", n), "START_DELAY=3600", fmt.Sprintf("ROUND=%d", round), "-a", app}
 	var release string
 	if !b.cliPromote {
-		out, err := r.convox(ctx, set...)
+		out, err := r.Convox(ctx, set...)
 		if err != nil {
 			return nil, fmt.Errorf("convox env set: %w\n%s", err, out)
 		}
@@ -429,7 +431,7 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 	fctx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
 	want := fmt.Sprintf("line %d", n)
-	f, err := r.follow(fctx, want)
+	f, err := follow(fctx, r, want)
 	if err != nil {
 		return nil, err
 	}
@@ -449,19 +451,19 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 	ectx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
 	before := b.sample()
-	evs := events(ectx, "convox.rack="+r.name, before.at)
+	evs := events(ectx, "convox.rack="+r.Name, before.at)
 	var promoteCmd *exec.Cmd
-	var promoteOut syncBuffer
+	var promoteOut rackbench.SyncBuffer
 	promoted := make(chan error, 1)
 	if b.cliPromote {
-		promoteCmd = r.command(ctx, append(set, "--promote")...)
+		promoteCmd = r.Command(ctx, append(set, "--promote")...)
 		promoteCmd.Stdout, promoteCmd.Stderr = &promoteOut, &promoteOut
 		if err := promoteCmd.Start(); err != nil {
 			return nil, err
 		}
 		go func() { promoted <- promoteCmd.Wait() }()
 	} else {
-		if err := r.api(ctx, "POST", "/apps/"+app+"/releases/"+release+"/promote", nil); err != nil {
+		if err := r.API(ctx, "POST", "/apps/"+app+"/releases/"+release+"/promote", nil); err != nil {
 			return nil, err
 		}
 		promoted <- nil
@@ -479,7 +481,7 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 		shim             int
 		rackDone         bool // line N seen, or stalled
 		dockerDone       bool // line N printed, or stalled
-		storeSize        = r.storeBytes()
+		storeSize        = storeBytes(r)
 		storeGrew        = time.Now()
 		tick             = time.NewTicker(time.Second)
 		deadline         = time.NewTimer(timeout)
@@ -548,15 +550,15 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 				continue
 			}
 			if !dockerDone && dl.idleFor() > stallAfter {
-				logf("round %d: docker logs -f printed nothing for %s, at %s: stalled", round, stallAfter, dl.check)
+				rackbench.Logf("round %d: docker logs -f printed nothing for %s, at %s: stalled", round, stallAfter, dl.check)
 				dlDone, dockerDone, run.dockerStalled = nil, true, true
 				dl.stop()
 			}
 			if !rackDone {
-				if size := r.storeBytes(); size != storeSize {
+				if size := storeBytes(r); size != storeSize {
 					storeSize, storeGrew = size, time.Now()
 				} else if time.Since(storeGrew) > stallAfter {
-					logf("round %d: the rack's log store did not grow for %s, without line %d: stalled", round, stallAfter, n)
+					rackbench.Logf("round %d: the rack's log store did not grow for %s, without line %d: stalled", round, stallAfter, n)
 					rackDone, run.rackStalled = true, true
 				}
 			}
@@ -616,7 +618,7 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 		return nil, err
 	}
 	run.logFiles = logFiles(c.LogPath)
-	run.stored, run.notes, err = r.stored(ctx, run.pid, n, time.Since(before.at))
+	run.stored, run.notes, err = stored(ctx, r, run.pid, n, time.Since(before.at))
 	if err != nil {
 		return nil, err
 	}
@@ -626,8 +628,9 @@ func (b *bench) rackRound(ctx context.Context, round, n int, timeout time.Durati
 	return run, nil
 }
 
-// plainLabel marks the plain rounds' containers, with the rack's name.
-const plainLabel = "convox.bench"
+// plainLabel marks the plain rounds' containers, with the rack's name, so
+// that the clean-up removes them.
+const plainLabel = rackbench.BenchLabel
 
 // plainRun is one round without the rack: a plain container of the same
 // image printing n lines (`docker create`, `docker start`), read by
@@ -656,21 +659,21 @@ func (b *bench) plainRound(ctx context.Context, n int, timeout time.Duration) (*
 		return nil, err
 	}
 	before := b.sample()
-	out, err := dockerOut(ctx, "create", "--label", plainLabel+"="+b.rack.name,
+	out, err := rackbench.Docker(ctx, "create", "--label", plainLabel+"="+b.rack.Name,
 		"-e", fmt.Sprintf("COUNT_TO=%d", n), "-e", "START_DELAY=3600", b.image)
 	if err != nil {
 		return nil, err
 	}
 	id := strings.TrimSpace(out)
-	defer func() { _, _ = dockerOut(context.Background(), "rm", "-f", id) }()
+	defer func() { _, _ = rackbench.Docker(context.Background(), "rm", "-f", id) }()
 	// As in the rack round, `docker logs -f` starts on Docker's start
 	// event, so both read the output while it is written.
 	ectx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
-	evs := events(ectx, plainLabel+"="+b.rack.name, before.at)
+	evs := events(ectx, plainLabel+"="+b.rack.Name, before.at)
 	started := make(chan error, 1)
 	go func() {
-		_, err := dockerOut(ctx, "start", id)
+		_, err := rackbench.Docker(ctx, "start", id)
 		started <- err
 	}()
 	var dl *dockerLogs
@@ -709,7 +712,7 @@ func (b *bench) plainRound(ctx context.Context, n int, timeout time.Duration) (*
 			done = true
 		case <-tick.C:
 			if dl.idleFor() > stallAfter {
-				logf("plain round: docker logs -f printed nothing for %s, at %s: stalled", stallAfter, dl.check)
+				rackbench.Logf("plain round: docker logs -f printed nothing for %s, at %s: stalled", stallAfter, dl.check)
 				dl.stop()
 				done, stalled = true, true
 			}

@@ -58,21 +58,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-)
 
-// baseImage is what the sample app's Dockerfile builds FROM; it is made
-// locally by testdata/images/build (no registry is reachable).
-const baseImage = "convoxtest/debian:bookworm"
+	"github.com/singlehost/convox/bench/internal/rackbench"
+)
 
 // app is the name of the benchmark's app on its own rack, and domain the
 // rack's router domain: the service answers at web.bench.localhost.
@@ -132,14 +129,9 @@ func main() {
 	}
 }
 
-// logf reports progress on stderr; the report itself goes to stdout.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
-}
-
 func run(ctx context.Context, o options) error {
 	began := time.Now()
-	root, err := repoRoot()
+	root, err := rackbench.RepoRoot("bash bench/router/run.sh")
 	if err != nil {
 		return err
 	}
@@ -168,59 +160,59 @@ func run(ctx context.Context, o options) error {
 
 	// Everything this run starts or creates is stopped or removed on the
 	// way out, whatever happened (a failure, Ctrl-C).
-	name := fmt.Sprintf("bench%06d", rand.IntN(1000000))
-	r := &rack{name: name, dir: tmp}
+	r := rackbench.New(tmp)
+	r.Args = []string{"--domain", domain}
+	name := r.Name
 	var ngx *nginx
 	defer func() {
-		logf("cleaning up")
+		rackbench.Logf("cleaning up")
 		ngx.stop()
-		r.stop()
-		cleanupDocker(name)
+		r.Stop()
+		rackbench.CleanupDocker(name)
 	}()
 
-	logf("building convox and the sample server")
-	r.binary = filepath.Join(tmp, "convox")
-	if err := runCmd(ctx, root, nil, "go", "build", "-o", r.binary, "."); err != nil {
-		return fmt.Errorf("building convox: %w", err)
+	rackbench.Logf("building convox and the sample server")
+	if err := r.Build(ctx, root); err != nil {
+		return err
 	}
-	src, err := sampleApp(ctx, root, tmp)
+	src, err := rackbench.SampleApp(ctx, root, tmp, manifest(runtime.NumCPU()))
 	if err != nil {
 		return err
 	}
-	if err := ensureBaseImage(ctx, root); err != nil {
+	if err := rackbench.EnsureBaseImage(ctx, root); err != nil {
 		return err
 	}
 	m := describeMachine(ctx)
 
-	logf("starting rack %s", name)
-	if err := r.start(ctx); err != nil {
+	rackbench.Logf("starting rack %s", name)
+	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	if out, err := r.convox(ctx, "apps", "create", app); err != nil {
+	if out, err := r.Convox(ctx, "apps", "create", app); err != nil {
 		return fmt.Errorf("convox apps create: %w\n%s", err, out)
 	}
-	logf("deploying the sample app (one process)")
+	rackbench.Logf("deploying the sample app (one process)")
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	out, err := r.convox(dctx, "deploy", src, "-a", app)
+	out, err := r.Convox(dctx, "deploy", src, "-a", app)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("convox deploy: %w\n%s", err, out)
 	}
-	body, err := waitProbe(ctx, 30*time.Second, r.routerHTTP, host, nil)
+	body, err := waitProbe(ctx, 30*time.Second, r.RouterHTTP, host, nil)
 	if err != nil {
 		return fmt.Errorf("the router: %w", err)
 	}
 	if !strings.HasPrefix(body, "hello from "+app+"/web release ") {
 		return fmt.Errorf("the router answers %q, not the sample app", body)
 	}
-	backendID, backend, err := backendAddr(ctx, name)
+	backendID, backend, err := r.OneProcess(ctx, app, "web", "5000/tcp")
 	if err != nil {
 		return err
 	}
 	if direct, err := probe(ctx, backend, host, nil); err != nil || direct != body {
 		return fmt.Errorf("the backend at %s answers %q (%v), the router %q: not the same process", backend, direct, err, body)
 	}
-	logf("backend process at %s: %s", backend, strings.TrimSpace(body))
+	rackbench.Logf("backend process at %s: %s", backend, strings.TrimSpace(body))
 
 	ngx, err = startNginx(ctx, filepath.Join(tmp, "nginx"), backend, host, o.https)
 	if err != nil {
@@ -229,26 +221,26 @@ func run(ctx context.Context, o options) error {
 	if got, err := waitProbe(ctx, 10*time.Second, ngx.http, host, nil); err != nil || got != body {
 		return fmt.Errorf("nginx at %s answers %q (%v), want %q\n%s", ngx.http, got, err, body, ngx.stderr)
 	}
-	logf("nginx at %s (pids %v)", ngx.http, ngx.pids())
+	rackbench.Logf("nginx at %s (pids %v)", ngx.http, ngx.pids())
 
-	bpids := backendPids(ctx, backendID, port(backend))
-	logf("backend processes (container, docker-proxy): %v", bpids)
+	bpids := rackbench.BackendPids(ctx, backendID, port(backend))
+	rackbench.Logf("backend processes (container, docker-proxy): %v", bpids)
 	l := load{threads: o.threads, conns: o.conns, duration: o.duration, host: host,
 		backend: func() []int { return bpids }}
 	targets := []*target{
 		{name: "direct (backend's published port)", kind: "direct", scheme: "http", url: "http://" + backend + "/"},
 		{name: "nginx " + m.nginx, kind: "nginx", scheme: "http", url: "http://" + ngx.http + "/", pids: ngx.pids},
-		{name: "convox router", kind: "router", scheme: "http", url: "http://" + r.routerHTTP + "/", pids: func() []int { return []int{r.pid()} }},
+		{name: "convox router", kind: "router", scheme: "http", url: "http://" + r.RouterHTTP + "/", pids: func() []int { return []int{r.PID()} }},
 	}
 	if o.https {
 		if l.script, err = writeResolveScript(tmp); err != nil {
 			return err
 		}
-		pool, err := r.caPool(ctx)
+		pool, err := caPool(ctx, r)
 		if err != nil {
 			return err
 		}
-		if got, err := probe(ctx, r.routerHTTPS, host, &tls.Config{RootCAs: pool, ServerName: host}); err != nil || got != body {
+		if got, err := probe(ctx, r.RouterHTTPS, host, &tls.Config{RootCAs: pool, ServerName: host}); err != nil || got != body {
 			return fmt.Errorf("the router over HTTPS answers %q (%v), want %q", got, err, body)
 		}
 		if got, err := probe(ctx, ngx.https, host, &tls.Config{InsecureSkipVerify: true, ServerName: host}); err != nil || got != body {
@@ -256,11 +248,11 @@ func run(ctx context.Context, o options) error {
 		}
 		targets = append(targets,
 			&target{name: "nginx " + m.nginx, kind: "nginx", scheme: "https", url: "https://" + host + ":" + port(ngx.https) + "/", pids: ngx.pids},
-			&target{name: "convox router", kind: "router", scheme: "https", url: "https://" + host + ":" + port(r.routerHTTPS) + "/", pids: func() []int { return []int{r.pid()} }},
+			&target{name: "convox router", kind: "router", scheme: "https", url: "https://" + host + ":" + port(r.RouterHTTPS) + "/", pids: func() []int { return []int{r.PID()} }},
 		)
 	}
 
-	logf("warm-up: %s against each target", o.warmup)
+	rackbench.Logf("warm-up: %s against each target", o.warmup)
 	for _, t := range targets {
 		res, err := l.run(ctx, t, o.warmup)
 		if err != nil {
@@ -281,7 +273,7 @@ func run(ctx context.Context, o options) error {
 				// on the machine finish.
 				time.Sleep(500 * time.Millisecond)
 				if !waitQuiet(ctx, o.quiet) {
-					logf("the machine is still busy after %s; measuring anyway", o.quiet)
+					rackbench.Logf("the machine is still busy after %s; measuring anyway", o.quiet)
 				}
 				r, err := l.run(ctx, t, o.duration)
 				if err != nil {
@@ -300,10 +292,10 @@ func run(ctx context.Context, o options) error {
 				if res.other <= maxOther || attempt > o.retries {
 					break
 				}
-				logf("round %d/%d: %s %s: other processes used %.0f%% of the CPUs during the run; measuring it again",
+				rackbench.Logf("round %d/%d: %s %s: other processes used %.0f%% of the CPUs during the run; measuring it again",
 					round+1, o.rounds, t.name, t.scheme, 100*r.other)
 			}
-			logf("round %d/%d: %-36s %-5s %9.0f req/s  p50 %s  p99 %s  proxy CPU %s/req  busy %.0f%%  other %.0f%%",
+			rackbench.Logf("round %d/%d: %-36s %-5s %9.0f req/s  p50 %s  p99 %s  proxy CPU %s/req  busy %.0f%%  other %.0f%%",
 				round+1, o.rounds, t.name, t.scheme, res.rps, ms(res.p50), ms(res.p99), us(res.cpuPerRequest()), 100*res.busy, 100*res.other)
 			results = append(results, res)
 		}
@@ -346,10 +338,10 @@ func recordPerf(ctx context.Context, l load, t *target, d time.Duration, dir str
 	for _, p := range t.pids() {
 		pids = append(pids, strconv.Itoa(p))
 	}
-	logf("perf: recording %s under load into %s", t.name, data)
+	rackbench.Logf("perf: recording %s under load into %s", t.name, data)
 	rec := exec.CommandContext(ctx, "perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g",
 		"-p", strings.Join(pids, ","), "-o", data, "--", "sleep", strconv.Itoa(int(d.Seconds())))
-	var recOut syncBuffer
+	var recOut rackbench.SyncBuffer
 	rec.Stdout, rec.Stderr = &recOut, &recOut
 	if err := rec.Start(); err != nil {
 		return err
@@ -361,7 +353,7 @@ func recordPerf(ctx context.Context, l load, t *target, d time.Duration, dir str
 	if werr != nil {
 		return werr
 	}
-	logf("perf: %s: %.0f req/s while recorded", t.name, res.rps)
+	rackbench.Logf("perf: %s: %.0f req/s while recorded", t.name, res.rps)
 	rep, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--stdio", "--no-children",
 		"--sort", "dso,symbol", "-g", "none", "--percent-limit", "0.5").Output()
 	if err != nil {
@@ -374,18 +366,4 @@ func recordPerf(ctx context.Context, l load, t *target, d time.Duration, dir str
 func port(addr string) string {
 	_, p, _ := strings.Cut(addr, ":")
 	return p
-}
-
-// median of a sample, by the middle value (the mean of the middle two for
-// an even count).
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -13,11 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/procfs"
+	"github.com/singlehost/convox/bench/internal/rackbench"
 )
 
 // nginxConf is the baseline: nginx as a plain reverse proxy to the same
@@ -78,7 +80,7 @@ type nginx struct {
 	dir         string
 	http, https string // listen addresses; https empty without TLS
 	cmd         *exec.Cmd
-	stderr      *syncBuffer
+	stderr      *rackbench.SyncBuffer
 	done        chan struct{}
 }
 
@@ -106,11 +108,11 @@ func startNginx(ctx context.Context, dir, backend, host string, withTLS bool) (*
 		return nil, err
 	}
 	n := &nginx{dir: dir}
-	if n.http, err = freeAddr(); err != nil {
+	if n.http, err = rackbench.FreeAddr(); err != nil {
 		return nil, err
 	}
 	if withTLS {
-		if n.https, err = freeAddr(); err != nil {
+		if n.https, err = rackbench.FreeAddr(); err != nil {
 			return nil, err
 		}
 		if err := selfSigned(dir, host); err != nil {
@@ -134,7 +136,7 @@ func startNginx(ctx context.Context, dir, backend, host string, withTLS bool) (*
 		return nil, fmt.Errorf("nginx -t: %w\n%s", err, out)
 	}
 	n.cmd = exec.Command(bin, append(args, "-g", "daemon off;")...)
-	n.stderr = &syncBuffer{}
+	n.stderr = &rackbench.SyncBuffer{}
 	n.cmd.Stdout, n.cmd.Stderr = n.stderr, n.stderr
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := n.cmd.Start(); err != nil {
@@ -148,7 +150,7 @@ func startNginx(ctx context.Context, dir, backend, host string, withTLS bool) (*
 // pids are nginx's master and its workers, whose CPU time is the proxy's.
 func (n *nginx) pids() []int {
 	pids := []int{n.cmd.Process.Pid}
-	return append(pids, children(n.cmd.Process.Pid)...)
+	return append(pids, procfs.Children(n.cmd.Process.Pid)...)
 }
 
 // stop asks nginx to quit at once (SIGTERM) and waits, killing it after 10s.
@@ -165,7 +167,7 @@ func (n *nginx) stop() {
 	select {
 	case <-n.done:
 	case <-time.After(10 * time.Second):
-		logf("nginx did not stop within 10s of SIGTERM; killing its process group")
+		rackbench.Logf("nginx did not stop within 10s of SIGTERM; killing its process group")
 		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 		<-n.done
 	}
@@ -203,22 +205,4 @@ func selfSigned(dir, host string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-}
-
-// children lists the direct child processes of pid.
-func children(pid int) []int {
-	var out []int
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, t := range tasks {
-		data, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(data)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/rackbench"
 )
 
 // Targets of the issue for the router against nginx.
@@ -33,19 +33,12 @@ func summarize(rs []*result) summary {
 		p99 = append(p99, float64(r.p99))
 		cpu = append(cpu, float64(r.cpuPerRequest()))
 	}
-	s := summary{
-		rps: median(rps), busy: median(busy),
-		p50: time.Duration(median(p50)), p99: time.Duration(median(p99)), cpuPerRq: time.Duration(median(cpu)),
+	med := func(xs []float64) float64 { return rackbench.Summarize(xs).Med }
+	r := rackbench.Summarize(rps)
+	return summary{
+		rps: r.Med, busy: med(busy), minRPS: r.Min, maxRPS: r.Max,
+		p50: time.Duration(med(p50)), p99: time.Duration(med(p99)), cpuPerRq: time.Duration(med(cpu)),
 	}
-	for i, v := range rps {
-		if i == 0 || v < s.minRPS {
-			s.minRPS = v
-		}
-		if i == 0 || v > s.maxRPS {
-			s.maxRPS = v
-		}
-	}
-	return s
 }
 
 func ms(d time.Duration) string {
@@ -59,13 +52,6 @@ func us(d time.Duration) string {
 	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
 }
 
-func verdict(ok bool) string {
-	if ok {
-		return "**PASS**"
-	}
-	return "**FAIL**"
-}
-
 // report writes the results as Markdown.
 func report(w io.Writer, o options, m machine, l load, targets []*target, results []*result, elapsed time.Duration) {
 	fmt.Fprintf(w, "Measured %s: %d round(s) × %s per target, targets in rotating order, after a %s warm-up of each; whole run %s.\n\n",
@@ -73,7 +59,7 @@ func report(w io.Writer, o options, m machine, l load, targets []*target, result
 	fmt.Fprintf(w, "Load: `%s` (HTTP; over HTTPS the URL names the host, with `-s resolve.lua` to connect to 127.0.0.1).\n\n",
 		strings.Replace(l.command(targets[0]), targets[0].url, "http://127.0.0.1:PORT/", 1))
 	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, Linux %s, Docker Engine %s, nginx %s, %s, %s. wrk, nginx, the router and the backend share these CPUs.\n\n",
-		m.cpus, orUnknown(m.cpu), orUnknown(m.mem), orUnknown(m.kernel), orUnknown(m.docker), orUnknown(m.nginx), orUnknown(m.wrk), m.goVersion)
+		m.CPUs, rackbench.OrUnknown(m.CPU), rackbench.OrUnknown(m.Mem), rackbench.OrUnknown(m.Kernel), rackbench.OrUnknown(m.Docker), rackbench.OrUnknown(m.nginx), rackbench.OrUnknown(m.wrk), m.Go)
 
 	for _, scheme := range []string{"http", "https"} {
 		by := map[*target]summary{}
@@ -113,9 +99,9 @@ func report(w io.Writer, o options, m machine, l load, targets []*target, result
 		ratio := rt.rps / ng.rps
 		extra := rt.p99 - ng.p99
 		fmt.Fprintf(w, "\n| router against nginx (%s) | measured | target | |\n|---|---:|---:|---|\n", strings.ToUpper(scheme))
-		fmt.Fprintf(w, "| requests/s, router / nginx | %.2f× | ≥ %.1f× | %s |\n", ratio, minRatio, verdict(ratio >= minRatio))
+		fmt.Fprintf(w, "| requests/s, router / nginx | %.2f× | ≥ %.1f× | %s |\n", ratio, minRatio, rackbench.Verdict(ratio >= minRatio))
 		fmt.Fprintf(w, "| p99, router − nginx | %+.2f ms | ≤ +%.0f ms | %s |\n", float64(extra)/float64(time.Millisecond),
-			float64(maxP99Extra)/float64(time.Millisecond), verdict(extra <= maxP99Extra))
+			float64(maxP99Extra)/float64(time.Millisecond), rackbench.Verdict(extra <= maxP99Extra))
 		if d, ok := findDirect(targets, by); ok && scheme == "http" {
 			fmt.Fprintf(w, "| (for scale) router / direct, nginx / direct | %.2f×, %.2f× | | |\n", rt.rps/d.rps, ng.rps/d.rps)
 		}
@@ -146,34 +132,12 @@ func findDirect(targets []*target, by map[*target]summary) (summary, bool) {
 
 // machine describes where the benchmark ran.
 type machine struct {
-	cpus                     int
-	cpu, mem, kernel, docker string
-	nginx, wrk, goVersion    string
+	rackbench.Machine
+	nginx, wrk string
 }
 
 func describeMachine(ctx context.Context) machine {
-	m := machine{cpus: runtime.NumCPU(), goVersion: runtime.Version()}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if out, err := exec.CommandContext(ctx, "free", "-h").Output(); err == nil {
-		for _, l := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(l); len(f) > 1 && f[0] == "Mem:" {
-				m.mem = f[1]
-			}
-		}
-	}
-	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = strings.TrimSpace(string(data))
-	}
-	if out, err := dockerOut(ctx, "version", "--format", "{{.Server.Version}}"); err == nil {
-		m.docker = strings.TrimSpace(out)
-	}
+	m := machine{Machine: rackbench.DescribeMachine(ctx)}
 	if bin, err := nginxBinary(); err == nil {
 		// nginx -v prints "nginx version: nginx/1.22.1" on stderr.
 		out, _ := exec.CommandContext(ctx, bin, "-v").CombinedOutput()
@@ -188,11 +152,4 @@ func describeMachine(ctx context.Context) machine {
 		m.wrk = strings.TrimSpace(m.wrk)
 	}
 	return m
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }

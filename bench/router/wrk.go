@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/singlehost/convox/bench/internal/procfs"
 )
 
 // target is one way to reach the backend process.
@@ -113,9 +115,9 @@ func (l load) run(ctx context.Context, t *target, d time.Duration) (*result, err
 	if l.backend != nil {
 		backend = l.backend()
 	}
-	cpu0, back0, sys0 := cpuTime(proxy), cpuTime(backend), machineTime()
+	cpu0, back0, sys0 := procfs.CPUTimes(proxy), procfs.CPUTimes(backend), machineTime()
 	err := cmd.Run()
-	cpu1, back1, sys1 := cpuTime(proxy), cpuTime(backend), machineTime()
+	cpu1, back1, sys1 := procfs.CPUTimes(proxy), procfs.CPUTimes(backend), machineTime()
 	if err != nil {
 		return nil, fmt.Errorf("wrk against %s: %w\n%s%s", t.name, err, stdout.String(), stderr.String())
 	}
@@ -131,7 +133,7 @@ func (l load) run(ctx context.Context, t *target, d time.Duration) (*result, err
 		// and softirq time the machine accounts apart, so they are set
 		// against the machine's user and system time.
 		known := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime() + res.proxyCPU + (back1 - back0)
-		res.other = max(0, float64(sys1.task-sys0.task)-float64(known/clockTick)) / float64(total)
+		res.other = max(0, float64(sys1.task-sys0.task)-float64(known/procfs.Tick())) / float64(total)
 	}
 	return res, nil
 }
@@ -214,89 +216,16 @@ func parseWrk(out string) (*result, error) {
 	return r, nil
 }
 
-// clockTick is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
-const clockTick = 10 * time.Millisecond
-
-// cpuTime is the user plus system CPU time the processes have used so far
-// (all their threads).
-func cpuTime(pids []int) time.Duration {
-	var total time.Duration
-	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// The command name, in parentheses, may hold spaces: count the
-		// fields after it. utime and stime are fields 14 and 15.
-		s := string(data)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		k, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(u+k) * clockTick
-	}
-	return total
-}
-
 // machineTicks are the machine's CPU ticks so far: busy (not idle,
 // waiting for I/O or stolen by the hypervisor), task (user and system,
 // what processes are charged) and total.
 type machineTicks struct{ busy, task, total int64 }
 
 func machineTime() machineTicks {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return machineTicks{}
+	h := procfs.Host()
+	return machineTicks{
+		busy:  h.User + h.Nice + h.System + h.IRQ + h.SoftIRQ,
+		task:  h.User + h.Nice + h.System,
+		total: h.Total(),
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal guest guest_nice
-	var t machineTicks
-	for i, s := range f[1:] {
-		if i >= 8 { // guest times are already counted in user
-			break
-		}
-		n, _ := strconv.ParseInt(s, 10, 64)
-		t.total += n
-		switch i {
-		case 0, 1, 2: // user, nice, system
-			t.task += n
-			t.busy += n
-		case 5, 6: // irq, softirq
-			t.busy += n
-		}
-	}
-	return t
-}
-
-// backendPids are the processes of container id (its init and their
-// children) and the docker-proxy that publishes hostPort, if any (Docker
-// may forward the port in the kernel instead).
-func backendPids(ctx context.Context, id, hostPort string) []int {
-	var pids []int
-	if out, err := dockerOut(ctx, "inspect", "-f", "{{.State.Pid}}", id); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(out)); err == nil && pid > 0 {
-			pids = append(pids, pid)
-			pids = append(pids, children(pid)...)
-		}
-	}
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, c := range cmdlines {
-		data, err := os.ReadFile(c)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(data), "\x00")
-		if len(args) == 0 || filepath.Base(args[0]) != "docker-proxy" {
-			continue
-		}
-		for i := 0; i+1 < len(args); i++ {
-			if args[i] == "-host-port" && args[i+1] == hostPort {
-				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(c)))
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }
