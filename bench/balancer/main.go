@@ -68,11 +68,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/singlehost/convox/bench/internal/rackbench"
@@ -133,16 +131,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/balancer: -haproxy-splice is auto, always or off")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	if err != nil && ctx.Err() != nil {
-		err = errors.New("interrupted")
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/balancer:", err)
-		os.Exit(1)
-	}
+	rackbench.Main("bench/balancer", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 // suite is a backend and the three ways to reach it.

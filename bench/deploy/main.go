@@ -35,8 +35,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/singlehost/convox/bench/internal/rackbench"
@@ -65,16 +63,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/deploy: -n must be at least 1")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *n, *verbose, *poll)
-	if err != nil && ctx.Err() != nil {
-		err = errors.New("interrupted")
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/deploy:", err)
-		os.Exit(1)
-	}
+	rackbench.Main("bench/deploy", func(ctx context.Context) error { return run(ctx, *n, *verbose, *poll) })
 }
 
 func run(ctx context.Context, n int, verbose, poll bool) (err error) {

@@ -42,8 +42,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/singlehost/convox/bench/internal/procfs"
@@ -73,16 +71,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *lines, *n, *promote == "cli")
-	if err != nil && ctx.Err() != nil {
-		err = errors.New("interrupted")
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/logs:", err)
-		os.Exit(1)
-	}
+	rackbench.Main("bench/logs", func(ctx context.Context) error { return run(ctx, *lines, *n, *promote == "cli") })
 }
 
 func run(ctx context.Context, lines, n int, cliPromote bool) (err error) {

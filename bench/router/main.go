@@ -60,12 +60,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/singlehost/convox/bench/internal/rackbench"
@@ -117,16 +115,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/router: need -rounds ≥ 1, -d whole seconds ≥ 1s, -t ≥ 1, -c ≥ -t")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	if err != nil && ctx.Err() != nil {
-		err = errors.New("interrupted")
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/router:", err)
-		os.Exit(1)
-	}
+	rackbench.Main("bench/router", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o options) error {
