@@ -13,6 +13,7 @@ import (
 // at a time on the direct path (forward.go).
 type conn struct {
 	net.Conn
+	w  *wire // under br and bw
 	br *bufio.Reader
 	bw *bufio.Writer
 	// reused is set once the connection has served a request: only then can
@@ -66,7 +67,17 @@ func (t *target) dial(ctx context.Context, timeout time.Duration) (*conn, error)
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Conn: nc, br: bufio.NewReaderSize(nc, connReadBuffer), bw: bufio.NewWriterSize(nc, connWriteBuffer)}, nil
+	w := newWire(nc)
+	return &conn{Conn: nc, w: w, br: bufio.NewReaderSize(w, connReadBuffer), bw: bufio.NewWriterSize(w, connWriteBuffer)}, nil
+}
+
+// sendAndWait flushes the request held in c's buffer so that the next read
+// of the response writes it first (wire.Read).
+func (c *conn) sendAndWait() error {
+	c.w.hold = c.w.raw != nil
+	err := c.bw.Flush()
+	c.w.hold = false
+	return err
 }
 
 // put returns c to t's pool, or closes it when t has been removed or the

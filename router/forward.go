@@ -227,7 +227,7 @@ func (rt *Router) roundTrip(w http.ResponseWriter, r *http.Request, p *pick, x *
 	rt.writeHead(c, r)
 	switch n := r.ContentLength; {
 	case n == 0:
-		if err := c.bw.Flush(); err != nil {
+		if err := c.sendAndWait(); err != nil {
 			return err
 		}
 	case n > 0 && n <= inlineBody:
@@ -235,7 +235,7 @@ func (rt *Router) roundTrip(w http.ResponseWriter, r *http.Request, p *pick, x *
 		if _, err := io.CopyN(c.bw, body, n); err != nil {
 			return cmpOr(body.err, err)
 		}
-		if err := c.bw.Flush(); err != nil {
+		if err := c.sendAndWait(); err != nil {
 			return err
 		}
 	default:

@@ -43,7 +43,9 @@
 //
 // With -perf DIR, one more router run and one more nginx run (HTTP) are
 // recorded with `perf record -g` into DIR, with a flat `perf report` of
-// each next to it.
+// each next to it, and `perf stat` counts system calls and context
+// switches of the proxy and of the backend (its server and docker-proxy):
+// their counts per request are logged.
 //
 // It always cleans up: nginx and the rack are stopped and everything
 // labelled convox.rack=<name> (containers, networks, volumes) and the
@@ -332,23 +334,93 @@ func recordPerf(ctx context.Context, l load, t *target, d time.Duration, dir str
 		"-p", strings.Join(pids, ","), "-o", data, "--", "sleep", strconv.Itoa(int(d.Seconds())))
 	var recOut rackbench.SyncBuffer
 	rec.Stdout, rec.Stderr = &recOut, &recOut
+	// Syscalls and context switches are counted alongside, for the proxy
+	// and for the backend (its server and docker-proxy): on a VM they are
+	// what kernel time is made of, and a proxy's traffic shapes the
+	// backend's share.
+	var backend []string
+	for _, p := range l.backend() {
+		backend = append(backend, strconv.Itoa(p))
+	}
+	stats := map[string][]string{t.kind: pids, t.kind + "-backend": backend}
+	var counting []*exec.Cmd
+	for name, ps := range stats {
+		stat := exec.CommandContext(ctx, "perf", append([]string{"stat", "-x", ",", "-o", filepath.Join(dir, name+".perf.stat"),
+			"-p", strings.Join(ps, ",")}, append(statEvents(), "--", "sleep", strconv.Itoa(int(d.Seconds())))...)...)
+		stat.Stdout, stat.Stderr = &recOut, &recOut
+		counting = append(counting, stat)
+	}
 	if err := rec.Start(); err != nil {
 		return err
+	}
+	for _, stat := range counting {
+		if err := stat.Start(); err != nil {
+			return err
+		}
 	}
 	res, werr := l.run(ctx, t, d)
 	if err := rec.Wait(); err != nil {
 		return fmt.Errorf("perf record: %w\n%s", err, recOut.String())
 	}
+	for _, stat := range counting {
+		if err := stat.Wait(); err != nil {
+			return fmt.Errorf("perf stat: %w\n%s", err, recOut.String())
+		}
+	}
 	if werr != nil {
 		return werr
 	}
 	rackbench.Logf("perf: %s: %.0f req/s while recorded", t.name, res.rps)
+	for _, name := range []string{t.kind, t.kind + "-backend"} {
+		if err := logCounts(filepath.Join(dir, name+".perf.stat"), name, res.requests); err != nil {
+			return err
+		}
+	}
 	rep, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--stdio", "--no-children",
 		"--sort", "dso,symbol", "-g", "none", "--percent-limit", "0.5").Output()
 	if err != nil {
 		return fmt.Errorf("perf report: %w", err)
 	}
 	return os.WriteFile(filepath.Join(dir, t.kind+".perf.txt"), rep, 0o644)
+}
+
+// statEvents are the events perf stat counts during a -perf run.
+func statEvents() []string {
+	ev := []string{"-e", "raw_syscalls:sys_enter", "-e", "context-switches"}
+	for _, sc := range []string{"read", "recvfrom", "write", "writev", "epoll_wait", "epoll_pwait", "futex", "nanosleep", "setsockopt", "getsockopt", "sched_yield"} {
+		ev = append(ev, "-e", "syscalls:sys_enter_"+sc)
+	}
+	return ev
+}
+
+// logCounts logs perf stat's counts in file per request, leaving out the
+// events that did not happen.
+func logCounts(file, name string, requests int64) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if requests == 0 {
+		return nil
+	}
+	var parts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) < 3 {
+			continue
+		}
+		n, err := strconv.ParseFloat(f[0], 64)
+		if err != nil || n == 0 {
+			continue
+		}
+		ev := strings.TrimPrefix(strings.TrimPrefix(f[2], "syscalls:sys_enter_"), "raw_syscalls:sys_enter")
+		if ev == "" {
+			ev = "all syscalls"
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f", ev, n/float64(requests)))
+	}
+	rackbench.Logf("perf: %s, per request: %s", name, strings.Join(parts, ", "))
+	return nil
 }
 
 // port is the port of a host:port address.
