@@ -41,6 +41,9 @@
 // FAIL but is not an error: the exit status only says whether the
 // benchmark ran.
 //
+// With -evloop, bench/router/evloop (an experiment, not the product: the
+// least a Go HTTP/1.1 proxy can cost, see its doc) is one more HTTP target.
+//
 // With -perf DIR, one more router run and one more nginx run (HTTP) are
 // recorded with `perf record -g` into DIR, with a flat `perf report` of
 // each next to it, and `perf stat` counts system calls and context
@@ -82,7 +85,7 @@ const (
 type options struct {
 	rounds, threads, conns int
 	duration, warmup       time.Duration
-	https, verbose         bool
+	https, verbose, evloop bool
 	perfDir                string
 	quiet                  time.Duration // longest wait for a quiet machine before a run
 	retries                int           // runs measured again when other work shared the CPUs
@@ -102,6 +105,7 @@ func main() {
 	short := flag.Bool("short", false, "CI mode: one round of 3 s per target, the whole run under a minute")
 	flag.StringVar(&o.perfDir, "perf", "", "record `DIR`/router.perf.data and DIR/nginx.perf.data with perf during an extra run of each")
 	flag.BoolVar(&o.verbose, "v", false, "print every wrk report")
+	flag.BoolVar(&o.evloop, "evloop", false, "also measure bench/router/evloop, an experimental event-loop proxy (HTTP only): what a Go router could cost here")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bash bench/router/run.sh [flags]   (or go run ./bench/router [flags])\n\n")
 		flag.PrintDefaults()
@@ -223,6 +227,14 @@ func run(ctx context.Context, o options) error {
 		{name: "nginx " + m.nginx, kind: "nginx", scheme: "http", url: "http://" + ngx.http + "/", pids: ngx.pids},
 		{name: "convox router", kind: "router", scheme: "http", url: "http://" + r.RouterHTTP + "/", pids: func() []int { return []int{r.PID()} }},
 	}
+	if o.evloop {
+		t, stop, err := startEvloop(ctx, root, tmp, backend, body)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, t)
+	}
 	if o.https {
 		if l.script, err = writeResolveScript(tmp); err != nil {
 			return err
@@ -293,7 +305,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	if o.perfDir != "" {
-		for _, t := range targets[1:3] {
+		for _, t := range perfTargets(targets) {
 			if err := recordPerf(ctx, l, t, o.duration, o.perfDir); err != nil {
 				return err
 			}
@@ -427,4 +439,47 @@ func logCounts(file, name string, requests int64) error {
 func port(addr string) string {
 	_, p, _ := strings.Cut(addr, ":")
 	return p
+}
+
+// perfTargets are the proxies over HTTP, which -perf records.
+func perfTargets(targets []*target) []*target {
+	var out []*target
+	for _, t := range targets {
+		if t.kind != "direct" && t.scheme == "http" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// startEvloop builds and starts bench/router/evloop in front of backend and
+// checks that it answers as the backend does.
+func startEvloop(ctx context.Context, root, tmp, backend, body string) (*target, func(), error) {
+	bin := filepath.Join(tmp, "evloop")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./bench/router/evloop")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, nil, fmt.Errorf("building bench/router/evloop: %w\n%s", err, out)
+	}
+	addr, err := rackbench.FreeAddr()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, addr, backend)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	if got, err := waitProbe(ctx, 10*time.Second, addr, host, nil); err != nil || got != body {
+		stop()
+		return nil, nil, fmt.Errorf("bench/router/evloop at %s answers %q (%v), want %q", addr, got, err, body)
+	}
+	rackbench.Logf("evloop (experiment) at %s (pid %d)", addr, cmd.Process.Pid)
+	pid := cmd.Process.Pid
+	return &target{name: "evloop (experiment)", kind: "evloop", scheme: "http", url: "http://" + addr + "/",
+		pids: func() []int { return []int{pid} }}, stop, nil
 }
