@@ -44,11 +44,11 @@
 // With -evloop, bench/router/evloop (an experiment, not the product: the
 // least a Go HTTP/1.1 proxy can cost, see its doc) is one more HTTP target.
 //
-// With -perf DIR, one more router run and one more nginx run (HTTP) are
-// recorded with `perf record -g` into DIR, with a flat `perf report` of
-// each next to it, and `perf stat` counts system calls and context
-// switches of the proxy and of the backend (its server and docker-proxy):
-// their counts per request are logged.
+// With -perf DIR, one more run over HTTP of nginx, the router (and evloop,
+// with -evloop) is recorded with `perf record -g` into DIR, with a flat
+// `perf report` of each next to it, and `perf stat` counts system calls and
+// context switches of the proxy and of the backend (its server and
+// docker-proxy): their counts per request are logged.
 //
 // It always cleans up: nginx and the rack are stopped and everything
 // labelled convox.rack=<name> (containers, networks, volumes) and the
