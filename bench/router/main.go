@@ -103,7 +103,7 @@ func main() {
 	flag.IntVar(&o.conns, "c", 32, "wrk connections (kept alive)")
 	flag.BoolVar(&o.https, "https", true, "also compare nginx and the router over HTTPS")
 	short := flag.Bool("short", false, "CI mode: one round of 3 s per target, the whole run under a minute")
-	flag.StringVar(&o.perfDir, "perf", "", "record `DIR`/router.perf.data and DIR/nginx.perf.data with perf during an extra run of each")
+	flag.StringVar(&o.perfDir, "perf", "", "record `DIR`/router.perf.data and DIR/nginx.perf.data with perf during an extra run of each, and count their syscalls and context switches")
 	flag.BoolVar(&o.verbose, "v", false, "print every wrk report")
 	flag.BoolVar(&o.evloop, "evloop", false, "also measure bench/router/evloop, an experimental event-loop proxy (HTTP only): what a Go router could cost here")
 	flag.Usage = func() {
@@ -357,6 +357,9 @@ func recordPerf(ctx context.Context, l load, t *target, d time.Duration, dir str
 	stats := map[string][]string{t.kind: pids, t.kind + "-backend": backend}
 	var counting []*exec.Cmd
 	for name, ps := range stats {
+		if len(ps) == 0 {
+			continue
+		}
 		stat := exec.CommandContext(ctx, "perf", append([]string{"stat", "-x", ",", "-o", filepath.Join(dir, name+".perf.stat"),
 			"-p", strings.Join(ps, ",")}, append(statEvents(), "--", "sleep", strconv.Itoa(int(d.Seconds())))...)...)
 		stat.Stdout, stat.Stderr = &recOut, &recOut
@@ -384,6 +387,9 @@ func recordPerf(ctx context.Context, l load, t *target, d time.Duration, dir str
 	}
 	rackbench.Logf("perf: %s: %.0f req/s while recorded", t.name, res.rps)
 	for _, name := range []string{t.kind, t.kind + "-backend"} {
+		if len(stats[name]) == 0 {
+			continue
+		}
 		if err := logCounts(filepath.Join(dir, name+".perf.stat"), name, res.requests); err != nil {
 			return err
 		}
