@@ -35,6 +35,8 @@ var ours = map[string][]string{
 	"e2e":            {},
 	"bench":          {"balancer", "bench/internal"},
 	"bench/internal": {},
+	// Test support only: router and e2e tests import it to run pebble.
+	"internal/pebbletest": {},
 }
 
 // rule is the key of ours whose rules path (relative to the module)

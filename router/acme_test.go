@@ -5,9 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log"
@@ -17,18 +14,15 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// pebbleInstall installs the ACME test server that TestACME_Pebble runs.
-const pebbleInstall = "go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3"
+	"github.com/singlehost/convox/internal/pebbletest"
+)
 
 // The hosts of the ACME tests: the rack's domain is localDomain, and
 // publicHost is a `domain:` of the same service, which the test DNS server
@@ -46,7 +40,7 @@ func TestACME_Pebble(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the ACME tests against pebble, a local ACME server")
 	}
-	bin := pebbleBinary(t)
+	bin := pebbletest.Binary(t)
 
 	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
 		t.Run(challenge, func(t *testing.T) {
@@ -235,8 +229,8 @@ func newACMERig(t *testing.T, pebble, challenge string) *acmeRig {
 	} else {
 		httpPort = freePort(t)
 	}
-	p := startPebble(t, pebble, httpPort, tlsPort)
-	rig.pebbleRoots = p.roots
+	p := pebbletest.Start(t, pebble, httpPort, tlsPort)
+	rig.pebbleRoots = p.Roots
 
 	ca, err := LoadOrCreateCA(t.TempDir())
 	if err != nil {
@@ -248,7 +242,7 @@ func newACMERig(t *testing.T, pebble, challenge string) *acmeRig {
 	var logs syncBuffer
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("router log:\n%s", logs.String())
+			t.Logf("router log:\n%s\npebble's output:\n%s", logs.String(), p.Output())
 		}
 	})
 	rig.opts = Options{
@@ -257,10 +251,10 @@ func newACMERig(t *testing.T, pebble, challenge string) *acmeRig {
 		HTTPSPort:    portOf(httpsLn),
 		LocalDomains: []string{localDomain},
 		ACME: &ACMEOptions{
-			DirectoryURL: p.directory,
+			DirectoryURL: p.Directory,
 			Email:        "ops@example.test",
 			CacheDir:     rig.cacheDir,
-			HTTPClient:   &http.Client{Transport: orderCounter{p.client.Transport, &rig.orders}},
+			HTTPClient:   &http.Client{Transport: orderCounter{p.Client.Transport, &rig.orders}},
 		},
 	}
 	rt := New(rig.opts)
@@ -350,201 +344,6 @@ func (c orderCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 		c.n.Add(1)
 	}
 	return c.base.RoundTrip(r)
-}
-
-// pebbleServer is a running pebble.
-type pebbleServer struct {
-	directory string
-	client    *http.Client   // trusts pebble's HTTPS certificate
-	roots     *x509.CertPool // pebble's root, which issues the certificates
-}
-
-// pebbleBinary finds pebble in PATH, GOBIN or GOPATH/bin.
-func pebbleBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("pebble"); err == nil {
-		return p
-	}
-	var dirs []string
-	for _, v := range []string{"GOBIN", "GOPATH"} {
-		out, err := exec.Command("go", "env", v).Output()
-		if s := strings.TrimSpace(string(out)); err == nil && s != "" {
-			if v == "GOPATH" {
-				for _, p := range filepath.SplitList(s) {
-					dirs = append(dirs, filepath.Join(p, "bin"))
-				}
-			} else {
-				dirs = append(dirs, s)
-			}
-		}
-	}
-	for _, d := range dirs {
-		if p := filepath.Join(d, "pebble"); isExecutable(p) {
-			return p
-		}
-	}
-	t.Fatalf("pebble, the ACME test server, is not installed (looked in PATH and %v): run\n\t%s\nor skip with -short", dirs, pebbleInstall)
-	return ""
-}
-
-func isExecutable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// startPebble runs pebble on loopback until the test ends. It validates
-// challenges at httpPort and tlsPort of 127.0.0.1, where its DNS server
-// sends every name.
-func startPebble(t *testing.T, bin string, httpPort, tlsPort int) *pebbleServer {
-	t.Helper()
-	dir := t.TempDir()
-
-	// pebble's own HTTPS certificate, for 127.0.0.1, from a CA of the test.
-	tca, err := LoadOrCreateCA(filepath.Join(dir, "ca"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tca.sign("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-
-	listen, mgmt := "127.0.0.1:"+strconv.Itoa(freePort(t)), "127.0.0.1:"+strconv.Itoa(freePort(t))
-	var config struct {
-		Pebble map[string]any `json:"pebble"`
-	}
-	config.Pebble = map[string]any{
-		"listenAddress":           listen,
-		"managementListenAddress": mgmt,
-		"certificate":             certFile,
-		"privateKey":              keyFile,
-		"httpPort":                httpPort,
-		"tlsPort":                 tlsPort,
-		"keyAlgorithm":            "ecdsa",
-	}
-	configJSON, _ := json.Marshal(config)
-	configFile := filepath.Join(dir, "pebble.json")
-	if err := os.WriteFile(configFile, configJSON, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	var out syncBuffer
-	cmd := exec.Command(bin, "-config", configFile, "-dnsserver", startDNS(t))
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("pebble's output:\n%s", out.String())
-		}
-	})
-
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(tca.PEM())
-	p := &pebbleServer{
-		directory: "https://" + listen + "/dir",
-		client:    &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
-	}
-	t.Cleanup(p.client.CloseIdleConnections)
-	var res *http.Response
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if res, err = p.client.Get(p.directory); err == nil {
-			res.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pebble is not up after 10 s: %v\n%s", err, out.String())
-		}
-	}
-	if res, err = p.client.Get("https://" + mgmt + "/roots/0"); err != nil {
-		t.Fatalf("pebble's root: %v", err)
-	}
-	root, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	p.roots = x509.NewCertPool()
-	if !p.roots.AppendCertsFromPEM(root) {
-		t.Fatalf("pebble's root is no PEM certificate: %q", root)
-	}
-	return p
-}
-
-// startDNS serves DNS over TCP on loopback, as pebble asks, until the test
-// ends: every name has the address 127.0.0.1, and no IPv6 address.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln := listenLoopback(t)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				for {
-					conn.SetDeadline(time.Now().Add(10 * time.Second))
-					var n uint16
-					if binary.Read(conn, binary.BigEndian, &n) != nil {
-						return
-					}
-					q := make([]byte, n)
-					if _, err := io.ReadFull(conn, q); err != nil {
-						return
-					}
-					a := dnsAnswer(q)
-					if a == nil {
-						return
-					}
-					conn.Write(binary.BigEndian.AppendUint16(nil, uint16(len(a))))
-					conn.Write(a)
-				}
-			})
-		}
-	})
-	return ln.Addr().String()
-}
-
-// dnsAnswer answers the query q, of one question, with A 127.0.0.1 if it
-// asks for an A record and with no record otherwise; nil if q is malformed.
-func dnsAnswer(q []byte) []byte {
-	if len(q) < 12 || binary.BigEndian.Uint16(q[4:]) != 1 {
-		return nil
-	}
-	end := 12
-	for end < len(q) && q[end] != 0 { // the name's labels
-		end += 1 + int(q[end])
-	}
-	end += 1 + 4 // the root label, type and class
-	if end > len(q) {
-		return nil
-	}
-	qtype := binary.BigEndian.Uint16(q[end-4:])
-	a := binary.BigEndian.AppendUint16(nil, binary.BigEndian.Uint16(q)) // ID
-	flags := uint16(0x8400) | binary.BigEndian.Uint16(q[2:])&0x0100     // response, authoritative, RD as asked
-	a = binary.BigEndian.AppendUint16(a, flags)
-	var answers uint16
-	if qtype == 1 {
-		answers = 1
-	}
-	a = append(a, 0, 1, byte(answers>>8), byte(answers), 0, 0, 0, 0)
-	a = append(a, q[12:end]...)
-	if answers == 1 {
-		a = append(a, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1)
-	}
-	return a
 }
 
 func listenLoopback(t *testing.T) net.Listener {
