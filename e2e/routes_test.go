@@ -54,8 +54,9 @@ func TestRouterRoutes(t *testing.T) {
 	}
 
 	t.Run("hosts", func(t *testing.T) {
-		// A host without a route has no certificate either: its 404 is
-		// over HTTP.
+		// A name under the rack's domain without a route gets the 404
+		// over HTTPS too (a certificate of the rack CA); any other name
+		// only over HTTP, its handshake fails.
 		for _, tt := range []struct {
 			host  string
 			https bool
@@ -67,9 +68,11 @@ func TestRouterRoutes(t *testing.T) {
 			{"admin.alpha.localhost", true, 200, "hello from alpha/admin release "},
 			{"admin.alpha.test", true, 200, "hello from alpha/admin release "},
 			{"ADMIN.Alpha.Test", true, 200, "hello from alpha/admin release "},
+			{"hidden.alpha.localhost", true, 404, "404 Not Found: no service is routed"},
 			{"hidden.alpha.localhost", false, 404, "404 Not Found: no service is routed"},
-			{"admin.beta.localhost", false, 404, "404 Not Found: no service is routed"},
-			{"alpha.localhost", false, 404, "404 Not Found: no service is routed"},
+			{"admin.beta.localhost", true, 404, "404 Not Found: no service is routed"},
+			{"alpha.localhost", true, 404, "404 Not Found: no service is routed"},
+			{"nosuch.example.org", false, 404, "404 Not Found: no service is routed"},
 		} {
 			c, base := r.routerClient(t, strings.ToLower(tt.host), tt.https)
 			req, _ := http.NewRequest("GET", base+"/", nil)
@@ -84,6 +87,11 @@ func TestRouterRoutes(t *testing.T) {
 			if res.StatusCode != tt.code || !strings.HasPrefix(string(b), tt.want) {
 				t.Errorf("%s: %d %q, want %d %q…", tt.host, res.StatusCode, b, tt.code, tt.want)
 			}
+		}
+		c, base := r.routerClient(t, "nosuch.example.org", true)
+		if res, err := c.Get(base + "/"); err == nil {
+			res.Body.Close()
+			t.Errorf("nosuch.example.org over HTTPS: %s, want a failed handshake", res.Status)
 		}
 	})
 

@@ -129,12 +129,7 @@ func (rt *Router) isLocal(host string) bool {
 	if _, err := netip.ParseAddr(host); err == nil || !strings.Contains(host, ".") {
 		return true
 	}
-	for _, d := range rt.localDomains {
-		if host == d || strings.HasSuffix(host, "."+d) {
-			return true
-		}
-	}
-	return false
+	return rt.underLocalDomain(host)
 }
 
 // serveChallenge answers an http-01 validation request of the ACME CA for a

@@ -38,7 +38,6 @@
 package router
 
 import (
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -159,7 +158,6 @@ func New(opts Options) *Router {
 	if opts.ACME != nil {
 		rt.acme = rt.newACME(opts.ACME)
 	}
-	rt.certs.m = map[string]*tls.Certificate{}
 	rt.proxy = rt.newProxy()
 	rt.table.Store(&table{hosts: map[string]*route{}})
 	return rt

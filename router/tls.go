@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,10 +14,14 @@ import (
 // TLSConfig returns the configuration of the HTTPS listener. Its certificates
 // are signed by Options.CA on the first handshake for each host and cached;
 // with Options.ACME, those of hosts that are not local come from the ACME
-// CA, and the CA's tls-alpn-01 validations are answered too. Only hosts in
-// the route table get one: a handshake for any other name, or with no name
-// (SNI) at all, fails, so that a client cannot make the rack sign names of
-// its choosing, nor have it order certificates for them.
+// CA, and the CA's tls-alpn-01 validations are answered too.
+//
+// Hosts in the route table get a certificate, and so do other names under
+// the rack's own domains (Options.LocalDomains and localhost), so that a
+// mistyped or removed rack host gets the router's 404 page over HTTPS, as
+// over HTTP, rather than a failed handshake. A handshake for any other name,
+// or with no name (SNI) at all, fails: a client cannot make the rack sign
+// names outside its domains, nor have it order certificates for them.
 func (rt *Router) TLSConfig() *tls.Config {
 	protos := []string{"h2", "http/1.1"}
 	if rt.acme != nil {
@@ -35,13 +40,14 @@ func (rt *Router) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return rt.acme.m.GetCertificate(hello)
 	}
 	host := canonicalHost(hello.ServerName)
+	routed := rt.table.Load().hosts[host] != nil
 	switch {
 	case host == "":
 		return nil, errors.New("router: the client sent no server name (SNI)")
-	case rt.table.Load().hosts[host] == nil:
+	case !routed && !rt.underLocalDomain(host):
 		return nil, fmt.Errorf("router: no service is routed at host %q", host)
 	}
-	if rt.acme != nil && !rt.isLocal(host) {
+	if routed && rt.acme != nil && !rt.isLocal(host) {
 		if cert := rt.acme.certificate(hello, host); cert != nil {
 			return cert, nil
 		}
@@ -49,24 +55,45 @@ func (rt *Router) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if rt.ca == nil {
 		return nil, errors.New("router: no CA to sign certificates with")
 	}
-	return rt.certs.get(host, rt.ca)
+	return rt.certs.get(host, rt.ca, routed)
 }
 
-// certCache holds the certificates signed so far, by host. Entries are only
-// ever made for routed hosts, so it stays as small as the route table.
+// underLocalDomain reports whether host is one of the rack's own domains or
+// a name under one.
+func (rt *Router) underLocalDomain(host string) bool {
+	for _, d := range rt.localDomains {
+		if host == d || strings.HasSuffix(host, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxStrayCerts bounds the certificates kept for names under the rack's
+// domains that no route names: any client can ask for as many of those as
+// it likes.
+const maxStrayCerts = 256
+
+// certCache holds the certificates signed so far, by host: those of routed
+// hosts, as many as the route table has, and at most maxStrayCerts others.
 type certCache struct {
-	mu sync.Mutex
-	m  map[string]*tls.Certificate // by host; made by New
+	mu     sync.Mutex
+	routed map[string]*tls.Certificate
+	stray  map[string]*tls.Certificate
 }
 
 // get returns the cached certificate for host, signing a new one if there is
-// none or two thirds of its life have passed. Signing holds the lock: it takes well under a
-// millisecond, and concurrent first handshakes for one host then share one
-// certificate.
-func (c *certCache) get(host string, ca *CA) (*tls.Certificate, error) {
+// none or two thirds of its life have passed. Signing holds the lock: it
+// takes well under a millisecond, and concurrent first handshakes for one
+// host then share one certificate.
+func (c *certCache) get(host string, ca *CA, routed bool) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cert := c.m[host]; cert != nil {
+	m := &c.routed
+	if !routed {
+		m = &c.stray
+	}
+	if cert := (*m)[host]; cert != nil {
 		leaf := cert.Leaf
 		if time.Now().Before(leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)) {
 			return cert, nil
@@ -76,6 +103,9 @@ func (c *certCache) get(host string, ca *CA) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.m[host] = cert
+	if *m == nil || (!routed && len(*m) >= maxStrayCerts) {
+		*m = map[string]*tls.Certificate{}
+	}
+	(*m)[host] = cert
 	return cert, nil
 }

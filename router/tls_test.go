@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -226,7 +227,26 @@ func TestRouter_HTTPS(t *testing.T) {
 		}
 	})
 
-	for _, name := range []string{"unrouted.localhost", "evil.example.com", ""} {
+	// A name under the rack's domain with no route gets a certificate
+	// and the router's 404 page, as over HTTP.
+	for _, host := range []string{"unrouted.localhost", "gone.app1.localhost", "localhost"} {
+		t.Run("404 for "+host, func(t *testing.T) {
+			res, err := client.Get("https://" + host + "/")
+			if err != nil {
+				t.Fatalf("a client trusting only ca.crt: %v", err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 404 || !strings.Contains(string(b), "no service is routed") {
+				t.Errorf("got %d %q, want the router's 404", res.StatusCode, b)
+			}
+			if leaf := res.TLS.PeerCertificates[0]; !slices.Equal(leaf.DNSNames, []string{host}) {
+				t.Errorf("certificate names %q, want [%s]", leaf.DNSNames, host)
+			}
+		})
+	}
+
+	for _, name := range []string{"evil.example.com", "localhost.example.com", "1.2.3.4", ""} {
 		t.Run("no certificate for "+name, func(t *testing.T) {
 			conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, RootCAs: pool, InsecureSkipVerify: name == ""})
 			if err == nil {
@@ -242,5 +262,35 @@ func TestRouter_HTTPSNoCA(t *testing.T) {
 	rt.SetRoutes("app", webRoute())
 	if _, err := rt.getCertificate(&tls.ClientHelloInfo{ServerName: "web.app.localhost"}); err == nil {
 		t.Error("got a certificate with no CA")
+	}
+}
+
+// TestCertCache_StrayBound: certificates of names no route has are kept up
+// to maxStrayCerts, and those of routed hosts are never dropped for them.
+func TestCertCache_StrayBound(t *testing.T) {
+	ca, err := LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c certCache
+	routed, err := c.get("web.app.localhost", ca, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxStrayCerts + 10 {
+		if _, err := c.get(fmt.Sprintf("x%d.localhost", i), ca, false); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(c.stray); n > maxStrayCerts {
+			t.Fatalf("%d stray certificates kept, want at most %d", n, maxStrayCerts)
+		}
+	}
+	if again, _ := c.get("web.app.localhost", ca, true); again != routed {
+		t.Error("the routed host's certificate was signed again after many stray ones")
+	}
+	last := fmt.Sprintf("x%d.localhost", maxStrayCerts+9)
+	a, _ := c.get(last, ca, false)
+	if b, _ := c.get(last, ca, false); a != b {
+		t.Error("a stray certificate was not cached")
 	}
 }
