@@ -36,7 +36,8 @@ var ours = map[string][]string{
 	"bench":          {"balancer", "bench/internal"},
 	"bench/internal": {},
 	// Test support only: router and e2e tests import it to run pebble.
-	"internal/pebbletest": {},
+	"internal/pebbletest": {"internal/porttest"},
+	"internal/porttest":   {},
 }
 
 // rule is the key of ours whose rules path (relative to the module)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/singlehost/convox/internal/pebbletest"
+	"github.com/singlehost/convox/internal/porttest"
 )
 
 // acmeDomain is the `domain:` of the ACME test's service: a public-looking
@@ -42,9 +43,9 @@ func TestACME(t *testing.T) {
 			// the other one on a port where nothing listens.
 			httpPort, tlsPort := portOfAddr(r.routerHTTP), portOfAddr(r.routerHTTPS)
 			if challenge == "http-01" {
-				tlsPort = freePort(t)
+				tlsPort = porttest.Free(t)
 			} else {
-				httpPort = freePort(t)
+				httpPort = porttest.Free(t)
 			}
 			p := pebbletest.Start(t, bin, httpPort, tlsPort)
 			args := []string{"--acme-directory", p.Directory, "--acme-email", "ops@example.com", "--acme-ca-file", p.CAFile}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/singlehost/convox/internal/porttest"
 )
 
 // balancerRack starts a rack whose balancers listen on loopback only, so
@@ -27,32 +28,6 @@ func balancerRack(t *testing.T) *rack {
 	r.t.Cleanup(func() { r.stop() })
 	r.waitUp()
 	return r
-}
-
-// freePort is a loopback port that was free a moment ago, below the
-// kernel's ephemeral range: a port in that range may be the local port of
-// an outgoing connection in TIME_WAIT (tests and benchmarks running
-// alongside leave thousands), and then no listener can bind it.
-func freePort(t *testing.T) int {
-	t.Helper()
-	low := 32768
-	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(data)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				low = n
-			}
-		}
-	}
-	from := max(1024, low-12000)
-	for range 100 {
-		port := from + rand.IntN(low-from)
-		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-			ln.Close()
-			return port
-		}
-	}
-	t.Fatalf("no free port in %d-%d", from, low-1)
-	return 0
 }
 
 // balancerManifest is the sample app with two web processes that also
@@ -178,7 +153,7 @@ func (r *rack) servesEcho(t *testing.T, app string, port int) []string {
 // working until its client closes it.
 func TestBalancer(t *testing.T) {
 	r := balancerRack(t)
-	port := freePort(t)
+	port := porttest.Free(t)
 	dir := sampleApp(t, balancerManifest(port, "", ""))
 	r.convox("apps", "create", "app").expect(t, "Creating app... OK\n", "", 0)
 	r1, res := r.deploy(t, "app", dir)
@@ -311,7 +286,7 @@ func TestBalancer(t *testing.T) {
 // byte, and one inside is served, on the same port.
 func TestBalancerWhitelist(t *testing.T) {
 	r := balancerRack(t)
-	port := freePort(t)
+	port := porttest.Free(t)
 	dir := sampleApp(t, balancerManifest(port, "    whitelist: 10.0.0.0/8\n", ""))
 	r.convox("apps", "create", "walled").expect(t, "Creating walled... OK\n", "", 0)
 	if _, res := r.deploy(t, "walled", dir); res.code != 0 {
@@ -348,7 +323,7 @@ func TestBalancerWhitelist(t *testing.T) {
 // release on its previous port.
 func TestBalancerPortConflicts(t *testing.T) {
 	r := balancerRack(t)
-	taken := freePort(t)
+	taken := porttest.Free(t)
 	first := sampleApp(t, balancerManifest(taken, "", ""))
 	r.convox("apps", "create", "first").expect(t, "Creating first... OK\n", "", 0)
 	if _, res := r.deploy(t, "first", first); res.code != 0 {
@@ -356,7 +331,7 @@ func TestBalancerPortConflicts(t *testing.T) {
 	}
 	firstHosts := r.servesEcho(t, "first", taken)
 
-	port := freePort(t)
+	port := porttest.Free(t)
 	dir := sampleApp(t, balancerManifest(port, "", ""))
 	r.convox("apps", "create", "second").expect(t, "Creating second... OK\n", "", 0)
 	r1, res := r.deploy(t, "second", dir)
@@ -374,7 +349,7 @@ func TestBalancerPortConflicts(t *testing.T) {
 	defer ln.Close()
 	program := ln.Addr().(*net.TCPAddr).Port
 
-	unused := freePort(t)
+	unused := porttest.Free(t)
 	for _, tt := range []struct {
 		name     string
 		manifest string
@@ -469,7 +444,7 @@ func listening(t *testing.T, port int) []string {
 // 20 s) although the new release is up.
 func TestBalancerDeployRetiresOldProcessesTogether(t *testing.T) {
 	r := balancerRack(t)
-	port := freePort(t)
+	port := porttest.Free(t)
 	dir := sampleApp(t, balancerManifest(port, "", ""))
 	r.convox("apps", "create", "app").expect(t, "Creating app... OK\n", "", 0)
 	if _, res := r.deploy(t, "app", dir); res.code != 0 {

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +27,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/singlehost/convox/internal/porttest"
 )
 
 // Server is a running pebble.
@@ -86,7 +87,7 @@ func Start(t testing.TB, bin string, httpPort, tlsPort int) *Server {
 		t.Fatal(err)
 	}
 
-	listen, mgmt := "127.0.0.1:"+strconv.Itoa(freePort(t)), "127.0.0.1:"+strconv.Itoa(freePort(t))
+	listen, mgmt := "127.0.0.1:"+strconv.Itoa(porttest.Free(t)), "127.0.0.1:"+strconv.Itoa(porttest.Free(t))
 	config, _ := json.Marshal(map[string]any{"pebble": map[string]any{
 		"listenAddress":           listen,
 		"managementListenAddress": mgmt,
@@ -254,29 +255,4 @@ func dnsAnswer(q []byte) []byte {
 		a = append(a, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1) // the name, A, IN, TTL 60, 127.0.0.1
 	}
 	return a
-}
-
-// freePort is a loopback port that was free a moment ago, below the
-// kernel's ephemeral range: a port in that range may become the local port
-// of an outgoing connection before pebble binds it.
-func freePort(t testing.TB) int {
-	t.Helper()
-	low := 32768
-	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(data)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				low = n
-			}
-		}
-	}
-	from := max(1024, low-12000)
-	for range 100 {
-		port := from + mathrand.IntN(low-from)
-		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-			ln.Close()
-			return port
-		}
-	}
-	t.Fatalf("no free port in %d-%d", from, low-1)
-	return 0
 }
