@@ -115,7 +115,9 @@ func (a routes) Drain(ctx context.Context, target netip.AddrPort) error {
 
 // routerServers serves rt on the HTTP and HTTPS listeners until shutdown.
 type routerServers struct {
-	http, https *http.Server
+	front *router.Front // plain HTTP, through s.http for what its loops hand over
+	http  *http.Server
+	https *http.Server
 }
 
 func serveRouter(log *slog.Logger, rt *router.Router, httpLn, httpsLn net.Listener) *routerServers {
@@ -131,13 +133,14 @@ func serveRouter(log *slog.Logger, rt *router.Router, httpLn, httpsLn net.Listen
 	}
 	s := &routerServers{http: mk(), https: mk()}
 	s.https.TLSConfig = rt.TLSConfig()
-	go func() { _ = s.http.Serve(httpLn) }()
+	s.front = router.NewFront(rt, httpLn, s.http)
+	go func() { _ = s.front.Serve() }()
 	go func() { _ = s.https.ServeTLS(httpsLn, "", "") }()
 	return s
 }
 
 func (s *routerServers) shutdown(ctx context.Context) {
-	_ = s.http.Shutdown(ctx)
+	_ = s.front.Shutdown(ctx) // and s.http
 	_ = s.https.Shutdown(ctx)
 }
 

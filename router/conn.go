@@ -67,8 +67,12 @@ func (t *target) dial(ctx context.Context, timeout time.Duration) (*conn, error)
 	if err != nil {
 		return nil, err
 	}
+	return newConn(nc), nil
+}
+
+func newConn(nc net.Conn) *conn {
 	w := newWire(nc)
-	return &conn{Conn: nc, w: w, br: bufio.NewReaderSize(w, connReadBuffer), bw: bufio.NewWriterSize(w, connWriteBuffer)}, nil
+	return &conn{Conn: nc, w: w, br: bufio.NewReaderSize(w, connReadBuffer), bw: bufio.NewWriterSize(w, connWriteBuffer)}
 }
 
 // sendAndWait flushes the request held in c's buffer so that the next read

@@ -101,6 +101,11 @@ func (rt *Router) forward(w http.ResponseWriter, r *http.Request, p *pick) {
 		rt.fail(w, r, p, err)
 		return
 	}
+	rt.respond(w, p, x)
+}
+
+// respond passes x's response, whose head is in, on to w.
+func (rt *Router) respond(w http.ResponseWriter, p *pick, x *exchange) {
 	complete := false
 	defer func() { x.finish(w, p.target, complete) }()
 
@@ -266,6 +271,14 @@ func (rt *Router) roundTrip(w http.ResponseWriter, r *http.Request, p *pick, x *
 		c.SetReadDeadline(now.Add(first))
 		extended = first == p.route.timeout
 	}
+	return rt.readHead(w, r, x, extended, deadline)
+}
+
+// readHead reads the head of the response to r into x.res, forwarding
+// informational (1xx) responses to w. Unless extended, the read deadline
+// set is a first one, after which the client is watched and deadline set.
+func (rt *Router) readHead(w http.ResponseWriter, r *http.Request, x *exchange, extended bool, deadline time.Time) error {
+	c := x.c
 	for {
 		if _, err := c.br.Peek(1); err != nil {
 			if !extended && isTimeout(err) {

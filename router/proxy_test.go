@@ -95,7 +95,7 @@ func TestRouter_Websocket(t *testing.T) {
 	h.rt.SetRoutes("app", webRoute(addrOf(be)))
 
 	dialer := websocket.Dialer{NetDial: func(string, string) (net.Conn, error) {
-		return net.Dial("tcp", h.srv.Listener.Addr().String())
+		return net.Dial("tcp", h.addr)
 	}}
 	c, res, err := dialer.Dial("ws://web.app.localhost/socket", nil)
 	if err != nil {

@@ -1,24 +1,30 @@
 package router
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
-// harness serves a Router on a plain-HTTP loopback listener.
+// harness serves a Router on a plain-HTTP loopback listener, through a
+// Front as the rack does, or with net/http alone when the environment sets
+// ROUTER_TEST_SERVER=net/http (make test runs the package both ways).
 type harness struct {
 	t      *testing.T
 	rt     *Router
-	srv    *httptest.Server
+	url    string // http://127.0.0.1:port
+	addr   string // 127.0.0.1:port
 	client *http.Client
 }
 
@@ -29,16 +35,49 @@ func newHarness(t *testing.T, opts Options) *harness {
 		opts.Log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	rt := New(opts)
-	srv := httptest.NewServer(rt)
-	t.Cleanup(srv.Close)
 	t.Cleanup(rt.CloseIdleConnections)
+	var addr string
+	if os.Getenv("ROUTER_TEST_SERVER") == "net/http" {
+		srv := httptest.NewServer(rt)
+		t.Cleanup(srv.Close)
+		addr = srv.Listener.Addr().String()
+	} else {
+		addr = serveFront(t, rt)
+	}
 	client := &http.Client{
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 		// The tests look at the router's redirects themselves.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	return &harness{t: t, rt: rt, srv: srv, client: client}
+	return &harness{t: t, rt: rt, url: "http://" + addr, addr: addr, client: client}
+}
+
+// serveFront serves rt through a Front on a loopback port until the test
+// ends, and returns the port's address.
+func serveFront(t *testing.T, rt *Router) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	f := NewFront(rt, ln, srv)
+	f.nloops = 1
+	served := make(chan error, 1)
+	go func() { served <- f.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := f.Shutdown(ctx); err != nil {
+			t.Errorf("shutting the front down: %v", err)
+		}
+		if err := <-served; err != http.ErrServerClosed {
+			t.Errorf("Front.Serve returned %v, want http.ErrServerClosed", err)
+		}
+	})
+	return addr
 }
 
 // do sends a request for host through the router and returns the response
@@ -59,7 +98,7 @@ func (h *harness) do(req *http.Request) (*http.Response, string) {
 
 func (h *harness) request(method, host, path string, body io.Reader) *http.Request {
 	h.t.Helper()
-	req, err := http.NewRequest(method, h.srv.URL+path, body)
+	req, err := http.NewRequest(method, h.url+path, body)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -287,7 +326,7 @@ func TestRouter_Forwarded(t *testing.T) {
 		t.Fatalf("got %d, want 200", res.StatusCode)
 	}
 	r := <-seen
-	_, routerPort, _ := net.SplitHostPort(h.srv.Listener.Addr().String())
+	_, routerPort, _ := net.SplitHostPort(h.addr)
 	want := map[string]string{
 		"Host":              "Web.App1.localhost:1234",
 		"X-Forwarded-For":   "127.0.0.1",

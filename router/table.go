@@ -237,6 +237,19 @@ func (rte *route) name() string {
 	return "service " + rte.service + " of app " + rte.app
 }
 
+// lookup returns the route of a Host header's value, if any.
+func (tb *table) lookup(host []byte) *route {
+	for _, c := range host {
+		if 'A' <= c && c <= 'Z' || c == ':' {
+			return tb.hosts[canonicalHost(string(host))]
+		}
+	}
+	if len(host) > 0 && host[len(host)-1] == '.' {
+		return tb.hosts[canonicalHost(string(host))]
+	}
+	return tb.hosts[string(host)] // canonical already: no copy
+}
+
 // allows reports whether the client at remoteAddr may use the route.
 func (rte *route) allows(remoteAddr string) bool {
 	if len(rte.whitelist) == 0 {
@@ -246,7 +259,14 @@ func (rte *route) allows(remoteAddr string) bool {
 	if err != nil {
 		return false
 	}
-	ip := ap.Addr().Unmap()
+	return rte.allowsAddr(ap.Addr().Unmap())
+}
+
+// allowsAddr reports whether the client at ip, unmapped, may use the route.
+func (rte *route) allowsAddr(ip netip.Addr) bool {
+	if len(rte.whitelist) == 0 {
+		return true
+	}
 	for _, p := range rte.whitelist {
 		if p.Contains(ip) {
 			return true

@@ -1,0 +1,286 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// frontHarness serves a Router through a Front with the server settings
+// given, whatever ROUTER_TEST_SERVER says.
+func frontHarness(t *testing.T, srv *http.Server, loops int) (*Router, *Front, string) {
+	t.Helper()
+	rt := New(Options{Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	t.Cleanup(rt.CloseIdleConnections)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Handler = rt
+	f := NewFront(rt, ln, srv)
+	f.nloops = loops
+	served := make(chan error, 1)
+	go func() { served <- f.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		f.Shutdown(ctx)
+		<-served
+	})
+	return rt, f, ln.Addr().String()
+}
+
+// rawGet writes a GET for host on c and reads the response.
+func rawGet(t *testing.T, c net.Conn, br *bufio.Reader, host, path string) (*http.Response, string) {
+	t.Helper()
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host); err != nil {
+		t.Fatal(err)
+	}
+	return readResponse(t, br, "GET")
+}
+
+func readResponse(t *testing.T, br *bufio.Reader, method string) (*http.Response, string) {
+	t.Helper()
+	res, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(body)
+}
+
+// A client too slow for a large response gets it whole, and its connection
+// then goes on serving requests.
+func TestFront_SlowClient(t *testing.T) {
+	rt, _, addr := frontHarness(t, &http.Server{}, 1)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(big))) // the loop's to relay
+			w.Write(big)
+			return
+		}
+		io.WriteString(w, "small")
+	}))
+	t.Cleanup(be.Close)
+	rt.SetRoutes("app", webRoute(addrOf(be)))
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: web.app.localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // more than the socket buffers hold: the loop's writes fill them
+	res, body := readResponse(t, br, "GET")
+	if res.StatusCode != 200 || sha256.Sum256([]byte(body)) != sha256.Sum256(big) {
+		t.Fatalf("got %d with %d bytes, want 200 with the %d bytes sent", res.StatusCode, len(body), len(big))
+	}
+	for i := range 3 {
+		if res, body := rawGet(t, c, br, "web.app.localhost", "/"); res.StatusCode != 200 || body != "small" {
+			t.Fatalf("request %d after the large one: got %d %q, want 200 small", i, res.StatusCode, body)
+		}
+	}
+}
+
+// Requests sent ahead of their responses are answered in order.
+func TestFront_Pipelined(t *testing.T) {
+	rt, _, addr := frontHarness(t, &http.Server{}, 1)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path)
+	}))
+	t.Cleanup(be.Close)
+	rt.SetRoutes("app", webRoute(addrOf(be)))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs strings.Builder
+	for i := range 5 {
+		fmt.Fprintf(&reqs, "GET /%d HTTP/1.1\r\nHost: web.app.localhost\r\n\r\n", i)
+	}
+	// A POST with a body, and one the loop hands to net/http (chunked),
+	// after which net/http answers the rest.
+	reqs.WriteString("POST /post HTTP/1.1\r\nHost: web.app.localhost\r\nContent-Length: 3\r\n\r\nabc")
+	reqs.WriteString("POST /chunked HTTP/1.1\r\nHost: web.app.localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+	reqs.WriteString("GET /last HTTP/1.1\r\nHost: web.app.localhost\r\n\r\n")
+	if _, err := io.WriteString(c, reqs.String()); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for _, want := range []string{"/0", "/1", "/2", "/3", "/4", "/post", "/chunked", "/last"} {
+		method := "GET"
+		if strings.HasPrefix(want, "/c") || strings.HasPrefix(want, "/p") {
+			method = "POST"
+		}
+		if res, body := readResponse(t, br, method); res.StatusCode != 200 || body != want {
+			t.Fatalf("got %d %q, want 200 %q", res.StatusCode, body, want)
+		}
+	}
+}
+
+// Shutdown lets responses in flight finish, closes idle connections, and
+// stops accepting.
+func TestFront_Shutdown(t *testing.T) {
+	rt, f, addr := frontHarness(t, &http.Server{}, 2)
+	started := make(chan struct{}, 1)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			time.Sleep(300 * time.Millisecond)
+		}
+		io.WriteString(w, "done")
+	}))
+	t.Cleanup(be.Close)
+	rt.SetRoutes("app", webRoute(addrOf(be)))
+
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	ibr := bufio.NewReader(idle)
+	if res, _ := rawGet(t, idle, ibr, "web.app.localhost", "/"); res.StatusCode != 200 {
+		t.Fatalf("got %d, want 200", res.StatusCode)
+	}
+
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	type result struct {
+		res  *http.Response
+		body string
+	}
+	got := make(chan result, 1)
+	go func() {
+		io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: web.app.localhost\r\n\r\n")
+		res, err := http.ReadResponse(bufio.NewReader(busy), nil)
+		if err != nil {
+			got <- result{}
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		got <- result{res, string(b)}
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	r := <-got
+	if r.res == nil || r.res.StatusCode != 200 || r.body != "done" {
+		t.Errorf("the request in flight at shutdown: got %+v, want 200 done", r)
+	}
+	idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := ibr.Read(make([]byte, 1)); err == nil {
+		t.Errorf("the idle connection is still open after Shutdown (read %d bytes)", n)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("a new connection was accepted after Shutdown")
+	}
+}
+
+// The loops close connections idle longer than the server's IdleTimeout,
+// and those that take longer than ReadHeaderTimeout to send a request head.
+func TestFront_ClientTimeouts(t *testing.T) {
+	rt, _, addr := frontHarness(t, &http.Server{IdleTimeout: 300 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond}, 1)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(be.Close)
+	rt.SetRoutes("app", webRoute(addrOf(be)))
+	for _, tt := range []struct {
+		name  string
+		first string // sent, then nothing more
+	}{
+		{"idle after a request", ""},
+		{"half a request head", "GET / HTTP/1.1\r\nHost: web.app"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			if tt.first == "" {
+				if res, _ := rawGet(t, c, br, "web.app.localhost", "/"); res.StatusCode != 200 {
+					t.Fatalf("got %d, want 200", res.StatusCode)
+				}
+			} else {
+				io.WriteString(c, tt.first)
+			}
+			start := time.Now()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = br.ReadByte()
+			if err == nil || isTimeout(err) {
+				t.Fatalf("read %v: the router did not close the connection within 5 s", err)
+			}
+			if d := time.Since(start); d < 250*time.Millisecond {
+				t.Errorf("closed after %s, before the 300 ms timeout", d)
+			}
+		})
+	}
+}
+
+// Several loops serve concurrent clients, spread round robin over the
+// processes.
+func TestFront_Loops(t *testing.T) {
+	rt, _, addr := frontHarness(t, &http.Server{}, 2)
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	rt.SetRoutes("app", webRoute(a.addr(), b.addr()))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+				req.Host = "web.app.localhost"
+				res, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 || (string(body) != "a" && string(body) != "b") {
+					errs <- fmt.Errorf("got %d %q, want 200 from a or b", res.StatusCode, body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if na, nb := a.hits.Load(), b.hits.Load(); na+nb != 800 || na < 300 || nb < 300 {
+		t.Errorf("hits a=%d b=%d, want 800 spread about evenly", na, nb)
+	}
+}
