@@ -24,8 +24,12 @@ tools:
 # against the real Docker engine, then the benchmarks in their short mode.
 test: images tools lint gotest bench-short
 
+# The router's tests run through its event-loop front end (router.Front) by
+# default; the second run serves them with net/http alone, the path HTTPS
+# and handed-over connections take.
 gotest:
 	$(GO) test -count=1 -timeout 25m ./...
+	ROUTER_TEST_SERVER=net/http $(GO) test -count=1 ./router
 
 # Benchmarks against their baselines (plain docker, nginx, haproxy, docker
 # logs); results and how to read them in BENCHMARKS.md. The router and

@@ -125,6 +125,11 @@ func (fl *frontLoops) stop(ctx context.Context) error {
 			<-done
 			err = fmt.Errorf("stopping the plain-HTTP loops: %w", context.Cause(ctx))
 		}
+		// Only now: a wake after a loop ended must not write to a
+		// descriptor number reused meanwhile.
+		for _, l := range fl.loops {
+			l.closeFds()
+		}
 		unix.Close(fl.lnfd)
 	})
 	return err
@@ -609,7 +614,9 @@ func (l *loop) readUp(u *upstream) {
 		return
 	}
 	l.waiting--
-	u.keep = !res.close
+	// An answer before the whole request went out (a 413, say) leaves the
+	// connection in the middle of a request.
+	u.keep = !res.close && u.wrote == len(c.req)
 	body := u.in[res.headLen:]
 	if int64(len(body)) > res.bodyLen {
 		u.keep, body = false, body[:res.bodyLen]
@@ -808,7 +815,6 @@ func (l *loop) stop(s int32) bool {
 		l.closeUp(u)
 	}
 	l.idle = nil
-	l.closeFds()
 	return true
 }
 

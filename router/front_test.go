@@ -23,6 +23,7 @@ import (
 func frontHarness(t *testing.T, srv *http.Server, loops int) (*Router, *Front, string) {
 	t.Helper()
 	rt := New(Options{Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	checkReleased(t, rt)
 	t.Cleanup(rt.CloseIdleConnections)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -35,6 +36,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 		opts.Log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	rt := New(opts)
+	checkReleased(t, rt)
 	t.Cleanup(rt.CloseIdleConnections)
 	var addr string
 	if os.Getenv("ROUTER_TEST_SERVER") == "net/http" {
@@ -51,6 +53,33 @@ func newHarness(t *testing.T, opts Options) *harness {
 	}
 	t.Cleanup(client.CloseIdleConnections)
 	return &harness{t: t, rt: rt, url: "http://" + addr, addr: addr, client: client}
+}
+
+// checkReleased fails t if, once the test and its other clean-ups are
+// done, a request is still counted in flight to a target of rt: a leak
+// would hold off every Drain of that process.
+func checkReleased(t *testing.T, rt *Router) {
+	t.Cleanup(func() {
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			var busy []string
+			rt.mu.Lock()
+			for addr, tg := range rt.targets {
+				if n := tg.inflight.Load(); n != 0 {
+					busy = append(busy, fmt.Sprintf("%s: %d", addr, n))
+				}
+			}
+			rt.mu.Unlock()
+			if len(busy) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("requests still counted in flight after the test: %v", busy)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 }
 
 // serveFront serves rt through a Front on a loopback port until the test
