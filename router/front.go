@@ -47,7 +47,7 @@ type Front struct {
 	// relays counts the goroutines finishing responses for slow clients.
 	relays sync.WaitGroup
 	loops  frontLoops // front_linux.go, front_other.go
-	// nloops is how many loops to run; zero means one per P. Each has its
+	// nloops is how many loops to run; zero means one per two Ps. Each has its
 	// own pools of connections to processes, so tests that count those
 	// run one.
 	nloops int

@@ -29,7 +29,7 @@
 // httputil.ReverseProxy.
 //
 // The router starts no goroutine of its own, but for the Front's loops (one
-// per P, on locked threads, until Shutdown) and its relays (one per response
+// per two Ps, on locked threads, until Shutdown) and its relays (one per response
 // a client is slow to take, which ends with the response); the timers that renew
 // ACME certificates (Options.ACME), one per host in use, which run for the
 // life of the process; a timer per target that closes connections idle for
