@@ -41,11 +41,7 @@
 // FAIL but is not an error: the exit status only says whether the
 // benchmark ran.
 //
-// With -evloop, bench/router/evloop (an experiment, not the product: the
-// least a Go HTTP/1.1 proxy can cost, see its doc) is one more HTTP target.
-//
-// With -perf DIR, one more run over HTTP of nginx, the router (and evloop,
-// with -evloop) is recorded with `perf record -g` into DIR, with a flat
+// With -perf DIR, one more run over HTTP of nginx and the router is recorded with `perf record -g` into DIR, with a flat
 // `perf report` of each next to it, and `perf stat` counts system calls and
 // context switches of the proxy and of the backend (its server and
 // docker-proxy): their counts per request are logged.
@@ -85,7 +81,7 @@ const (
 type options struct {
 	rounds, threads, conns int
 	duration, warmup       time.Duration
-	https, verbose, evloop bool
+	https, verbose         bool
 	perfDir                string
 	quiet                  time.Duration // longest wait for a quiet machine before a run
 	retries                int           // runs measured again when other work shared the CPUs
@@ -105,7 +101,6 @@ func main() {
 	short := flag.Bool("short", false, "CI mode: one round of 3 s per target, the whole run under a minute")
 	flag.StringVar(&o.perfDir, "perf", "", "record `DIR`/router.perf.data and DIR/nginx.perf.data with perf during an extra run of each, and count their syscalls and context switches")
 	flag.BoolVar(&o.verbose, "v", false, "print every wrk report")
-	flag.BoolVar(&o.evloop, "evloop", false, "also measure bench/router/evloop, an experimental event-loop proxy (HTTP only): what a Go router could cost here")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bash bench/router/run.sh [flags]   (or go run ./bench/router [flags])\n\n")
 		flag.PrintDefaults()
@@ -226,14 +221,6 @@ func run(ctx context.Context, o options) error {
 		{name: "direct (backend's published port)", kind: "direct", scheme: "http", url: "http://" + backend + "/"},
 		{name: "nginx " + m.nginx, kind: "nginx", scheme: "http", url: "http://" + ngx.http + "/", pids: ngx.pids},
 		{name: "convox router", kind: "router", scheme: "http", url: "http://" + r.RouterHTTP + "/", pids: func() []int { return []int{r.PID()} }},
-	}
-	if o.evloop {
-		t, stop, err := startEvloop(ctx, root, tmp, backend, body)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		targets = append(targets, t)
 	}
 	if o.https {
 		if l.script, err = writeResolveScript(tmp); err != nil {
@@ -456,36 +443,4 @@ func perfTargets(targets []*target) []*target {
 		}
 	}
 	return out
-}
-
-// startEvloop builds and starts bench/router/evloop in front of backend and
-// checks that it answers as the backend does.
-func startEvloop(ctx context.Context, root, tmp, backend, body string) (*target, func(), error) {
-	bin := filepath.Join(tmp, "evloop")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./bench/router/evloop")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, nil, fmt.Errorf("building bench/router/evloop: %w\n%s", err, out)
-	}
-	addr, err := rackbench.FreeAddr()
-	if err != nil {
-		return nil, nil, err
-	}
-	cmd := exec.CommandContext(ctx, bin, addr, backend)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, nil, err
-	}
-	stop := func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
-	if got, err := waitProbe(ctx, 10*time.Second, addr, host, nil); err != nil || got != body {
-		stop()
-		return nil, nil, fmt.Errorf("bench/router/evloop at %s answers %q (%v), want %q", addr, got, err, body)
-	}
-	rackbench.Logf("evloop (experiment) at %s (pid %d)", addr, cmd.Process.Pid)
-	pid := cmd.Process.Pid
-	return &target{name: "evloop (experiment)", kind: "evloop", scheme: "http", url: "http://" + addr + "/",
-		pids: func() []int { return []int{pid} }}, stop, nil
 }
