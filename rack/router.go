@@ -115,9 +115,10 @@ func (a routes) Drain(ctx context.Context, target netip.AddrPort) error {
 
 // routerServers serves rt on the HTTP and HTTPS listeners until shutdown.
 type routerServers struct {
-	front *router.Front // plain HTTP, through s.http for what its loops hand over
-	http  *http.Server
-	https *http.Server
+	// The fronts serve the listeners, through http and https for what
+	// their loops hand over.
+	front, frontTLS *router.Front
+	http, https     *http.Server
 }
 
 func serveRouter(log *slog.Logger, rt *router.Router, httpLn, httpsLn net.Listener) *routerServers {
@@ -135,13 +136,14 @@ func serveRouter(log *slog.Logger, rt *router.Router, httpLn, httpsLn net.Listen
 	s.https.TLSConfig = rt.TLSConfig()
 	s.front = router.NewFront(rt, httpLn, s.http)
 	go func() { _ = s.front.Serve() }()
-	go func() { _ = s.https.ServeTLS(httpsLn, "", "") }()
+	s.frontTLS = router.NewFront(rt, httpsLn, s.https)
+	go func() { _ = s.frontTLS.Serve() }()
 	return s
 }
 
 func (s *routerServers) shutdown(ctx context.Context) {
 	_ = s.front.Shutdown(ctx) // and s.http
-	_ = s.https.Shutdown(ctx)
+	_ = s.frontTLS.Shutdown(ctx)
 }
 
 func listenerPort(ln net.Listener) int {

@@ -317,14 +317,12 @@ func serveTLS(t *testing.T, rt *Router) string {
 func serve(t *testing.T, srv *http.Server, ln net.Listener, tls bool) {
 	t.Helper()
 	srv.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are expected
+	if tls {
+		serveHTTPS(t, srv.Handler.(*Router), srv, ln)
+		return
+	}
 	served := make(chan error, 1)
-	go func() {
-		if tls {
-			served <- srv.ServeTLS(ln, "", "")
-		} else {
-			served <- srv.Serve(ln)
-		}
-	}()
+	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
 		srv.Close()
 		if err := <-served; !errors.Is(err, http.ErrServerClosed) {

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,6 +41,8 @@ type Front struct {
 	rt  *Router
 	ln  net.Listener
 	srv *http.Server
+	// tls is srv.TLSConfig when the Front serves HTTPS, else nil.
+	tls *tls.Config
 	// port is the listener's port, for X-Forwarded-Port.
 	port string
 	// handoff is the listener srv serves: the connections the loops give
@@ -58,9 +62,22 @@ type Front struct {
 }
 
 // NewFront returns a Front that serves rt on ln through srv, whose Handler
-// must be rt. It sets srv.ConnContext, keeping any it had.
+// must be rt: over HTTPS when srv.TLSConfig is set (rt.TLSConfig), else
+// over plain HTTP. It sets srv.ConnContext, keeping any it had.
 func NewFront(rt *Router, ln net.Listener, srv *http.Server) *Front {
 	f := &Front{rt: rt, ln: ln, srv: srv, handoff: newHandoffListener(ln.Addr())}
+	if srv.TLSConfig != nil {
+		// As ServeTLS would: offer HTTP/2 (which Serve then sets up for the
+		// connections that chose it) and HTTP/1.1.
+		cfg := srv.TLSConfig.Clone()
+		if !slices.Contains(cfg.NextProtos, "h2") {
+			cfg.NextProtos = append([]string{"h2"}, cfg.NextProtos...)
+		}
+		if !slices.Contains(cfg.NextProtos, "http/1.1") {
+			cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
+		}
+		srv.TLSConfig, f.tls = cfg, cfg
+	}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		f.port = strconv.Itoa(ta.Port)
 	}
@@ -69,8 +86,17 @@ func NewFront(rt *Router, ln net.Listener, srv *http.Server) *Front {
 		if next != nil {
 			ctx = next(ctx, c)
 		}
-		if hc, ok := c.(*handoffConn); ok && hc.pending != nil {
+		hc, ok := c.(*handoffConn)
+		if !ok {
+			return ctx
+		}
+		if hc.pending != nil {
 			ctx = context.WithValue(ctx, pendingKey{}, hc.pending)
+		}
+		if tc, ok := hc.Conn.(*tls.Conn); ok {
+			// net/http sets r.TLS only for a *tls.Conn of its own.
+			st := tc.ConnectionState()
+			ctx = context.WithValue(ctx, tlsStateKey{}, &st)
 		}
 		return ctx
 	}
@@ -90,6 +116,9 @@ func (f *Front) Serve() error {
 	if err != nil {
 		if !errors.Is(err, errNoLoops) {
 			f.rt.log.Warn("the plain-HTTP event loops did not start; serving with net/http alone", "error", err)
+		}
+		if f.tls != nil {
+			return f.srv.ServeTLS(f.ln, "", "")
 		}
 		return f.srv.Serve(f.ln)
 	}
@@ -130,6 +159,19 @@ type pending struct {
 }
 
 type pendingKey struct{}
+
+type tlsStateKey struct{}
+
+// fromFront completes r as net/http would have, had its connection come
+// straight from the listener: a TLS connection a loop handed over carries
+// its state in the context.
+func fromFront(r *http.Request) {
+	if r.TLS == nil {
+		if st, _ := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); st != nil {
+			r.TLS = st
+		}
+	}
+}
 
 // takePending returns the exchange handed over with r's connection, if r is
 // the request it answers; once.

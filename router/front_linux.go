@@ -5,6 +5,7 @@ package router
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -158,12 +159,19 @@ type loop struct {
 	waiting int
 
 	buf      []byte
+	plain    []byte // decrypted, over HTTPS
 	now      time.Time
 	swept    time.Time
 	stopping atomic.Int32
 	stopped  bool // the listener is out of the poll set
 
 	headerTimeout, idleTimeout time.Duration
+
+	// mu guards the clients whose TLS handshakes are done, queued for the
+	// loop by their goroutines (front_tls_linux.go).
+	mu      sync.Mutex
+	adopted []*client
+	closing bool
 }
 
 // client is a connection from a client, served by one loop.
@@ -171,6 +179,10 @@ type client struct {
 	fd   int
 	addr netip.Addr // unmapped, for whitelists
 	ip   string     // for X-Forwarded-For
+	// tc is the client's TLS connection over tw, over HTTPS; nil over
+	// plain HTTP.
+	tc *tls.Conn
+	tw *tlsWire
 
 	// in holds what the client sent and the loop has not finished with:
 	// the request in flight (its first reqLen bytes), then anything sent
@@ -224,6 +236,7 @@ func newLoop(f *Front, lnfd int) (*loop, error) {
 		f: f, rt: f.rt, ep: ep, efd: efd, lnfd: lnfd,
 		clients: map[int]*client{}, ups: map[int]*upstream{}, idle: map[*target][]*upstream{},
 		buf:           make([]byte, loopReadBuffer),
+		plain:         make([]byte, loopReadBuffer),
 		headerTimeout: cmpDuration(f.srv.ReadHeaderTimeout, f.srv.ReadTimeout),
 		idleTimeout:   cmpDuration(f.srv.IdleTimeout, f.srv.ReadTimeout),
 	}
@@ -318,6 +331,7 @@ func (l *loop) event(ev unix.EpollEvent) {
 	case fd == l.efd:
 		var b [8]byte
 		unix.Read(l.efd, b[:])
+		l.takeAdopted()
 	default:
 		if c := l.clients[fd]; c != nil {
 			l.clientEvent(c, ev.Events)
@@ -349,6 +363,10 @@ func (l *loop) accept() {
 			c.addr = netip.AddrFrom16(a.Addr).Unmap()
 		}
 		c.ip = c.addr.String()
+		if l.f.tls != nil {
+			l.handshake(fd, c)
+			continue
+		}
 		if l.headerTimeout > 0 {
 			c.deadline = l.now.Add(l.headerTimeout)
 		}
@@ -367,6 +385,11 @@ func (l *loop) clientEvent(c *client, events uint32) {
 	}
 	if n <= 0 || events&unix.EPOLLERR != 0 {
 		l.dropClient(c) // gone, or going: nobody will read an answer
+		return
+	}
+	if c.tc != nil {
+		c.tw.in = append(c.tw.in, l.buf[:n]...)
+		l.decrypt(c)
 		return
 	}
 	c.in = append(c.in, l.buf[:n]...)
@@ -405,9 +428,10 @@ func (l *loop) serve(c *client) {
 	}
 	rt := l.rt
 	rte := rt.table.Load().lookup(req.host)
-	if rte == nil || !rte.direct || rte.sticky || rte.redirect || len(rte.targets) == 0 ||
+	plain := c.tc == nil
+	if rte == nil || !rte.direct || rte.sticky || plain && rte.redirect || len(rte.targets) == 0 ||
 		!rte.allowsAddr(c.addr) ||
-		rt.acme != nil && bytes.HasPrefix(req.path, []byte(acmeChallengePrefix)) ||
+		plain && rt.acme != nil && bytes.HasPrefix(req.path, []byte(acmeChallengePrefix)) ||
 		rt.maxBody > 0 && int64(req.bodyLen) > rt.maxBody {
 		// The router's answers, and what the loop does not do.
 		l.handOff(c, nil)
@@ -424,7 +448,11 @@ func (l *loop) serve(c *client) {
 	c.replayable = req.bodyLen == 0 && isIdempotent(req.method)
 	c.retried = false
 	c.close = c.close || req.close
-	c.req = writeRequest(c.req[:0], c.in, &req, c.ip, l.f.port)
+	proto := "https"
+	if plain {
+		proto = "http"
+	}
+	c.req = writeRequest(c.req[:0], c.in, &req, c.ip, proto, l.f.port)
 	c.req = append(c.req, c.in[req.headLen:c.reqLen]...)
 	l.send(c, rte, t, false)
 }
@@ -635,22 +663,39 @@ func (l *loop) readUp(u *upstream) {
 // a client that does not take it all at once is left to a relay.
 func (l *loop) toClient(u *upstream, b []byte) {
 	c := u.c
-	w := 0
-	for w < len(b) {
-		n, err := rawWrite(c.fd, b[w:])
-		if err == unix.EAGAIN {
-			l.relay(u, b[w:])
-			return
-		}
-		if err != nil {
-			l.dropClient(c)
-			return
-		}
-		w += n
+	n, err := l.writeClient(c, b)
+	switch {
+	case err != nil:
+		l.dropClient(c)
+		return
+	case n < len(b) || c.tw != nil && len(c.tw.out) > 0:
+		l.relay(u, b[n:])
+		return
 	}
 	if u.need == 0 {
 		l.done(u)
 	}
+}
+
+// writeClient writes b to c as far as its socket takes it without
+// blocking. Over TLS, all of b is taken, and what the socket did not take
+// waits in c.tw.out.
+func (l *loop) writeClient(c *client, b []byte) (int, error) {
+	if c.tc != nil {
+		return c.tc.Write(b)
+	}
+	w := 0
+	for w < len(b) {
+		n, err := rawWrite(c.fd, b[w:])
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			return w, err
+		}
+		w += n
+	}
+	return w, nil
 }
 
 // done ends the exchange on u, whose response went out whole.
@@ -715,7 +760,7 @@ func (l *loop) failed(c *client, rte *route, t *target, err error) {
 	}
 	page := routerPage(c.out[:0], code, msg, c.head, c.close)
 	c.out = page
-	if n, err := rawWrite(c.fd, page); err != nil || n < len(page) {
+	if n, err := l.writeClient(c, page); err != nil || n < len(page) || c.tw != nil && len(c.tw.out) > 0 {
 		l.dropClient(c) // a page this small goes out at once, or the client is gone
 		return
 	}
@@ -803,6 +848,7 @@ func (l *loop) sweep() {
 
 // stop works towards the loop's end, and reports when it has come.
 func (l *loop) stop(s int32) bool {
+	l.closeAdoption()
 	if !l.stopped {
 		l.poll(unix.EPOLL_CTL_DEL, l.lnfd, 0)
 		l.stopped = true
@@ -827,7 +873,7 @@ func (l *loop) stop(s int32) bool {
 func (l *loop) handOff(c *client, pd *pending) {
 	l.forget(c.fd)
 	delete(l.clients, c.fd)
-	nc, err := fdConn(c.fd)
+	nc, err := l.clientConn(c)
 	if err != nil {
 		l.rt.log.Warn("handing a connection to net/http failed", "error", err)
 		if pd != nil {
@@ -836,6 +882,17 @@ func (l *loop) handOff(c *client, pd *pending) {
 		return
 	}
 	l.f.handoff.give(&handoffConn{Conn: nc, unread: c.in, pending: pd})
+}
+
+// clientConn makes a net.Conn of c, which the loop has forgotten: its
+// tls.Conn over HTTPS, now blocking.
+func (l *loop) clientConn(c *client) (net.Conn, error) {
+	nc, err := fdConn(c.fd)
+	if err != nil || c.tc == nil {
+		return nc, err
+	}
+	c.tw.block(nc)
+	return c.tc, nil
 }
 
 // handOffExchange gives u's client to net/http with the exchange in flight:
@@ -871,8 +928,9 @@ func (l *loop) relay(u *upstream, rest []byte) {
 	l.forget(u.fd)
 	delete(l.ups, u.fd)
 	t, need, keep, closeAfter := u.t, u.need, u.keep && len(u.in) == 0, c.close
-	cnc, err := fdConn(c.fd)
+	cnc, err := l.clientConn(c)
 	unc, err2 := fdConn(u.fd)
+	tw := c.tw
 	if err = errors.Join(err, err2); err != nil {
 		l.rt.log.Warn("relaying a response failed", "error", err)
 		for _, nc := range []net.Conn{cnc, unc} {
@@ -887,7 +945,13 @@ func (l *loop) relay(u *upstream, rest []byte) {
 	go func() {
 		defer l.f.relays.Done()
 		defer t.release()
-		_, err := cnc.Write(rest)
+		var err error
+		if tw != nil {
+			err = tw.flush()
+		}
+		if err == nil && len(rest) > 0 {
+			_, err = cnc.Write(rest)
+		}
 		if err == nil && need > 0 {
 			_, err = io.CopyN(cnc, unc, need)
 		}

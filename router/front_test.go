@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -284,4 +287,111 @@ func TestFront_Loops(t *testing.T) {
 	if na, nb := a.hits.Load(), b.hits.Load(); na+nb != 800 || na < 300 || nb < 300 {
 		t.Errorf("hits a=%d b=%d, want 800 spread about evenly", na, nb)
 	}
+}
+
+// Over HTTPS, HTTP/1.1 clients are served by the loops after a handshake
+// on a goroutine, HTTP/2 ones by net/http; either way the process sees
+// X-Forwarded-Proto https, and a route with Redirect does not redirect.
+func TestFront_HTTPS(t *testing.T) {
+	ca, err := LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := New(Options{CA: ca, Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	checkReleased(t, rt)
+	t.Cleanup(rt.CloseIdleConnections)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	srv := &http.Server{Handler: rt, TLSConfig: rt.TLSConfig()}
+	f := NewFront(rt, ln, srv)
+	f.nloops = 1
+	served := make(chan error, 1)
+	go func() { served <- f.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		f.Shutdown(ctx)
+		<-served
+	})
+
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+			w.Write(big)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s %s %s", r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Port"), r.URL.Path)
+	}))
+	t.Cleanup(be.Close)
+	rt.SetRoutes("app", []Route{{Service: "web", Hosts: []string{"web.app.localhost"}, Targets: []netip.AddrPort{addrOf(be)}, Redirect: true}})
+
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	client := func(h2 bool) *http.Client {
+		cfg := &tls.Config{RootCAs: pool, ServerName: "web.app.localhost", NextProtos: []string{"http/1.1"}}
+		if h2 {
+			cfg.NextProtos = []string{"h2"}
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: h2,
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}}}
+		t.Cleanup(c.CloseIdleConnections)
+		return c
+	}
+	want := func(path string) string { return "https " + port + " " + path }
+	for _, tt := range []struct {
+		name   string
+		h2     bool
+		method string
+		body   io.Reader
+		proto  string
+	}{
+		{"HTTP/1.1 GET, the loop's", false, "GET", nil, "HTTP/1.1"},
+		{"HTTP/1.1 POST with a length, the loop's", false, "POST", strings.NewReader("form"), "HTTP/1.1"},
+		{"HTTP/1.1 chunked POST, handed to net/http", false, "POST", io.MultiReader(strings.NewReader("chunked")), "HTTP/1.1"},
+		{"HTTP/2", true, "GET", nil, "HTTP/2.0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := client(tt.h2)
+			for i := range 3 { // and again on the same connection
+				path := fmt.Sprintf("/%d", i)
+				req, _ := http.NewRequest(tt.method, "https://web.app.localhost"+path, tt.body)
+				tt.body = nil
+				res, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 || string(body) != want(path) || res.Proto != tt.proto {
+					t.Fatalf("got %d %s %q, want 200 %s %q", res.StatusCode, res.Proto, body, tt.proto, want(path))
+				}
+			}
+		})
+	}
+
+	t.Run("slow HTTP/1.1 client", func(t *testing.T) {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "web.app.localhost", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: web.app.localhost\r\n\r\n")
+		time.Sleep(300 * time.Millisecond)
+		res, body := readResponse(t, br, "GET")
+		if res.StatusCode != 200 || sha256.Sum256([]byte(body)) != sha256.Sum256(big) {
+			t.Fatalf("got %d with %d bytes, want 200 with the %d bytes sent", res.StatusCode, len(body), len(big))
+		}
+		if res, body := rawGet(t, conn, br, "web.app.localhost", "/after"); res.StatusCode != 200 || body != want("/after") {
+			t.Fatalf("after the large response: got %d %q, want 200 %q", res.StatusCode, body, want("/after"))
+		}
+	})
 }

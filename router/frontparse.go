@@ -111,8 +111,8 @@ func parseRequest(b []byte) (req loopRequest, st headStatus) {
 // writeRequest appends to out the request as the process gets it: the
 // client's header but for the fields dropRequestHeader drops, then the
 // router's forwarding fields, then the body. head is the request head
-// req was parsed from.
-func writeRequest(out []byte, head []byte, req *loopRequest, clientIP, port string) []byte {
+// req was parsed from; proto is "http" or "https".
+func writeRequest(out []byte, head []byte, req *loopRequest, clientIP, proto, port string) []byte {
 	out = append(out, req.method...)
 	out = append(out, ' ')
 	out = append(out, req.path...)
@@ -135,7 +135,9 @@ func writeRequest(out []byte, head []byte, req *loopRequest, clientIP, port stri
 	out = append(out, clientIP...)
 	out = append(out, "\r\nX-Forwarded-Host: "...)
 	out = append(out, req.host...)
-	out = append(out, "\r\nX-Forwarded-Proto: http\r\n"...)
+	out = append(out, "\r\nX-Forwarded-Proto: "...)
+	out = append(out, proto...)
+	out = append(out, "\r\n"...)
 	if port != "" {
 		out = append(out, "X-Forwarded-Port: "...)
 		out = append(out, port...)

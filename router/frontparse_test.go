@@ -220,7 +220,7 @@ func checkRequestAsNetHTTP(t *testing.T, b []byte, req loopRequest) {
 		t.Errorf("http.ReadRequest read a head of %d bytes, parseRequest %d", n, req.headLen)
 	}
 
-	out := writeRequest(nil, b, &req, ip, port)
+	out := writeRequest(nil, b, &req, ip, "http", port)
 	w, n, err := readRequestBytes(out)
 	if err != nil {
 		t.Fatalf("http.ReadRequest of what writeRequest wrote: %v\n%q", err, out)
@@ -382,7 +382,7 @@ func TestWriteRequest(t *testing.T) {
 				t.Fatalf("parseRequest: got %s, want headOK", statusName(st))
 			}
 			prefix := []byte("kept")
-			out := writeRequest(prefix, in, &req, tt.ip, tt.port)
+			out := writeRequest(prefix, in, &req, tt.ip, "http", tt.port)
 			if !bytes.HasPrefix(out, prefix) {
 				t.Fatalf("writeRequest did not append to out: got %q", out)
 			}

@@ -183,6 +183,7 @@ func New(opts Options) *Router {
 // process, 413 for a body over the limit, 502 when no process could be
 // reached, 504 when the process did not answer within the route's timeout.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	fromFront(r)
 	if pd := takePending(r); pd != nil {
 		rt.resume(w, r, pd)
 		return

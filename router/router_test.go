@@ -82,6 +82,31 @@ func checkReleased(t *testing.T, rt *Router) {
 	})
 }
 
+// serveHTTPS serves rt over HTTPS on ln with srv, whose TLSConfig is set,
+// until the test ends: through a Front as the rack does, or with net/http
+// alone when ROUTER_TEST_SERVER=net/http.
+func serveHTTPS(t *testing.T, rt *Router, srv *http.Server, ln net.Listener) {
+	t.Helper()
+	serve := func() error { return srv.ServeTLS(ln, "", "") }
+	stop := func(ctx context.Context) error { return srv.Shutdown(ctx) }
+	if os.Getenv("ROUTER_TEST_SERVER") != "net/http" {
+		f := NewFront(rt, ln, srv)
+		serve, stop = f.Serve, f.Shutdown
+	}
+	served := make(chan error, 1)
+	go func() { served <- serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stop(ctx); err != nil {
+			t.Errorf("shutting down: %v", err)
+		}
+		if err := <-served; err != http.ErrServerClosed {
+			t.Errorf("serving returned %v, want http.ErrServerClosed", err)
+		}
+	})
+}
+
 // serveFront serves rt through a Front on a loopback port until the test
 // ends, and returns the port's address.
 func serveFront(t *testing.T, rt *Router) string {

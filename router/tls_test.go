@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -130,14 +129,7 @@ func httpsRouter(t *testing.T) (*Router, string, *x509.CertPool) {
 		// Failed handshakes are the point of some tests.
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.ServeTLS(ln, "", "") }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serving: %v", err)
-		}
-	})
+	serveHTTPS(t, rt, srv, ln)
 	pem, err := os.ReadFile(filepath.Join(dir, CACertFile))
 	if err != nil {
 		t.Fatal(err)
