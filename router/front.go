@@ -16,13 +16,16 @@ import (
 	"time"
 )
 
-// Front serves a Router on its plain-HTTP listener. On Linux, event loops
-// (front_linux.go) take the listener's connections and proxy the ordinary
-// requests themselves: HTTP/1.1, a body of known small length or none, a
-// routed host whose service is reached over plain HTTP, an answer with a
-// Content-Length. That is most of a web app's traffic, and the loops serve it
-// for about two thirds of the CPU that net/http's goroutine per connection
-// costs (BENCHMARKS.md, Router).
+// Front serves a Router on one of its listeners, plain HTTP or HTTPS. On
+// Linux, event loops (front_linux.go) take the listener's connections and
+// proxy the ordinary requests themselves: HTTP/1.1, a body of known small
+// length or none, a routed host whose service is reached over plain HTTP,
+// an answer with a Content-Length. That is most of a web app's traffic, and
+// the loops serve it for about the CPU nginx spends, some 60% of what
+// net/http's goroutine per connection costs (BENCHMARKS.md, Router). Over
+// HTTPS, a goroutine does each handshake; connections that chose HTTP/1.1
+// come back to the loops, which read and write them through their tls.Conn
+// (front_tls_linux.go), and HTTP/2 ones stay with net/http.
 //
 // Everything else is handed to the http.Server, with the bytes already read,
 // and the connection stays there for the rest of its life: requests the

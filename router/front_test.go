@@ -22,10 +22,11 @@ import (
 )
 
 // frontHarness serves a Router through a Front with the server settings
-// given, whatever ROUTER_TEST_SERVER says.
-func frontHarness(t *testing.T, srv *http.Server, loops int) (*Router, *Front, string) {
+// given, whatever ROUTER_TEST_SERVER says: over HTTPS when opts has a CA.
+func frontHarness(t *testing.T, opts Options, srv *http.Server, loops int) (*Router, *Front, string) {
 	t.Helper()
-	rt := New(Options{Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	opts.Log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rt := New(opts)
 	checkReleased(t, rt)
 	t.Cleanup(rt.CloseIdleConnections)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -33,6 +34,9 @@ func frontHarness(t *testing.T, srv *http.Server, loops int) (*Router, *Front, s
 		t.Fatal(err)
 	}
 	srv.Handler = rt
+	if opts.CA != nil {
+		srv.TLSConfig = rt.TLSConfig()
+	}
 	f := NewFront(rt, ln, srv)
 	f.nloops = loops
 	served := make(chan error, 1)
@@ -71,7 +75,7 @@ func readResponse(t *testing.T, br *bufio.Reader, method string) (*http.Response
 // A client too slow for a large response gets it whole, and its connection
 // then goes on serving requests.
 func TestFront_SlowClient(t *testing.T) {
-	rt, _, addr := frontHarness(t, &http.Server{}, 1)
+	rt, _, addr := frontHarness(t, Options{}, &http.Server{}, 1)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/big" {
@@ -107,7 +111,7 @@ func TestFront_SlowClient(t *testing.T) {
 
 // Requests sent ahead of their responses are answered in order.
 func TestFront_Pipelined(t *testing.T) {
-	rt, _, addr := frontHarness(t, &http.Server{}, 1)
+	rt, _, addr := frontHarness(t, Options{}, &http.Server{}, 1)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.URL.Path)
 	}))
@@ -145,7 +149,7 @@ func TestFront_Pipelined(t *testing.T) {
 // Shutdown lets responses in flight finish, closes idle connections, and
 // stops accepting.
 func TestFront_Shutdown(t *testing.T) {
-	rt, f, addr := frontHarness(t, &http.Server{}, 2)
+	rt, f, addr := frontHarness(t, Options{}, &http.Server{}, 2)
 	started := make(chan struct{}, 1)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -210,7 +214,7 @@ func TestFront_Shutdown(t *testing.T) {
 // The loops close connections idle longer than the server's IdleTimeout,
 // and those that take longer than ReadHeaderTimeout to send a request head.
 func TestFront_ClientTimeouts(t *testing.T) {
-	rt, _, addr := frontHarness(t, &http.Server{IdleTimeout: 300 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond}, 1)
+	rt, _, addr := frontHarness(t, Options{}, &http.Server{IdleTimeout: 300 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond}, 1)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	t.Cleanup(be.Close)
 	rt.SetRoutes("app", webRoute(addrOf(be)))
@@ -251,7 +255,7 @@ func TestFront_ClientTimeouts(t *testing.T) {
 // Several loops serve concurrent clients, spread round robin over the
 // processes.
 func TestFront_Loops(t *testing.T) {
-	rt, _, addr := frontHarness(t, &http.Server{}, 2)
+	rt, _, addr := frontHarness(t, Options{}, &http.Server{}, 2)
 	a, b := newBackend(t, "a"), newBackend(t, "b")
 	rt.SetRoutes("app", webRoute(a.addr(), b.addr()))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
@@ -297,26 +301,8 @@ func TestFront_HTTPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := New(Options{CA: ca, Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	checkReleased(t, rt)
-	t.Cleanup(rt.CloseIdleConnections)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
+	rt, _, addr := frontHarness(t, Options{CA: ca}, &http.Server{}, 1)
 	_, port, _ := net.SplitHostPort(addr)
-	srv := &http.Server{Handler: rt, TLSConfig: rt.TLSConfig()}
-	f := NewFront(rt, ln, srv)
-	f.nloops = 1
-	served := make(chan error, 1)
-	go func() { served <- f.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		f.Shutdown(ctx)
-		<-served
-	})
 
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

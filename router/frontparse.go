@@ -249,104 +249,108 @@ const (
 	fieldRefused                 // the exchange goes to net/http
 )
 
-// requestField classifies a request header field by name (any case), as
-// dropRequestHeader and direct do for the direct path.
-func requestField(name []byte) field {
-	switch len(name) {
-	case 4:
-		if eqFold(name, "host") {
-			return fieldHost
-		}
-	case 14:
-		if eqFold(name, "content-length") {
-			return fieldLength
-		}
-	case 10:
-		switch {
-		case eqFold(name, "connection"):
-			return fieldConnection
-		case eqFold(name, "keep-alive"):
-			return fieldHopByHop
-		}
-	case 9:
-		if eqFold(name, "forwarded") {
-			return fieldHopByHop
-		}
-	case 15:
-		if eqFold(name, "x-forwarded-for") {
-			return fieldHopByHop
-		}
-	case 16:
-		if eqFold(name, "x-forwarded-host") || eqFold(name, "x-forwarded-port") || eqFold(name, "proxy-connection") {
-			return fieldHopByHop
-		}
-	case 17:
-		switch {
-		case eqFold(name, "x-forwarded-proto"):
-			return fieldHopByHop
-		case eqFold(name, "transfer-encoding"):
-			return fieldRefused
-		}
-	case 19:
-		if eqFold(name, "proxy-authorization") {
-			return fieldHopByHop
-		}
-	case 2, 6, 7:
-		// Te and Trailer ask for trailers, Expect for 100-continue,
-		// Upgrade for another protocol: the direct path's.
-		if eqFold(name, "te") || eqFold(name, "expect") || eqFold(name, "trailer") || eqFold(name, "upgrade") {
-			return fieldRefused
-		}
-	case 18:
-		if eqFold(name, "proxy-authenticate") {
-			return fieldHopByHop
-		}
-	}
-	return fieldOther
+// known names the header fields the loops treat specially; the field
+// tables below say how, for requests and for responses.
+type known int
+
+const (
+	knownOther known = iota
+	knownHost
+	knownLength
+	knownConnection
+	knownKeepAlive
+	knownProxyConnection
+	knownProxyAuthenticate
+	knownProxyAuthorization
+	knownTE
+	knownTrailer
+	knownUpgrade
+	knownTransferEncoding
+	knownExpect
+	knownForwarding // Forwarded, X-Forwarded-For/-Host/-Port/-Proto
+)
+
+var knownNames = map[string]known{
+	"host":                knownHost,
+	"content-length":      knownLength,
+	"connection":          knownConnection,
+	"keep-alive":          knownKeepAlive,
+	"proxy-connection":    knownProxyConnection,
+	"proxy-authenticate":  knownProxyAuthenticate,
+	"proxy-authorization": knownProxyAuthorization,
+	"te":                  knownTE,
+	"trailer":             knownTrailer,
+	"upgrade":             knownUpgrade,
+	"transfer-encoding":   knownTransferEncoding,
+	"expect":              knownExpect,
+	"forwarded":           knownForwarding,
+	"x-forwarded-for":     knownForwarding,
+	"x-forwarded-host":    knownForwarding,
+	"x-forwarded-port":    knownForwarding,
+	"x-forwarded-proto":   knownForwarding,
 }
 
-// responseField classifies a response header field by name (any case).
-func responseField(name []byte) field {
-	switch len(name) {
-	case 14:
-		if eqFold(name, "content-length") {
-			return fieldLength
-		}
-	case 10:
-		switch {
-		case eqFold(name, "connection"):
-			return fieldConnection
-		case eqFold(name, "keep-alive"):
-			return fieldHopByHop
-		}
-	case 17:
-		if eqFold(name, "transfer-encoding") {
-			return fieldRefused
-		}
-	case 7:
-		// Trailers announced: the response is chunked, or lying.
-		if eqFold(name, "trailer") || eqFold(name, "upgrade") {
-			return fieldRefused
-		}
-	case 2:
-		if eqFold(name, "te") {
-			return fieldHopByHop
-		}
-	case 16:
-		if eqFold(name, "proxy-connection") {
-			return fieldHopByHop
-		}
-	case 18:
-		if eqFold(name, "proxy-authenticate") {
-			return fieldHopByHop
-		}
-	case 19:
-		if eqFold(name, "proxy-authorization") {
-			return fieldHopByHop
-		}
+// lookupField names a header field, in any case.
+func lookupField(name []byte) known {
+	if len(name) < 2 || len(name) > len("proxy-authorization") {
+		return knownOther
 	}
-	return fieldOther
+	var lower [len("proxy-authorization")]byte
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	return knownNames[string(lower[:len(name)])] // no allocation
 }
+
+// requestFields is what the loops do with request fields, as
+// dropRequestHeader and direct do on the direct path: Te and Trailer ask
+// for trailers, Expect for 100-continue, Upgrade for another protocol, and
+// Transfer-Encoding for a chunked body, all the direct path's.
+var requestFields = [...]field{
+	knownOther:              fieldOther,
+	knownHost:               fieldHost,
+	knownLength:             fieldLength,
+	knownConnection:         fieldConnection,
+	knownKeepAlive:          fieldHopByHop,
+	knownProxyConnection:    fieldHopByHop,
+	knownProxyAuthenticate:  fieldHopByHop,
+	knownProxyAuthorization: fieldHopByHop,
+	knownTE:                 fieldRefused,
+	knownTrailer:            fieldRefused,
+	knownUpgrade:            fieldRefused,
+	knownTransferEncoding:   fieldRefused,
+	knownExpect:             fieldRefused,
+	knownForwarding:         fieldHopByHop, // the router's own replace them
+}
+
+// responseFields is what the loops do with response fields: announced
+// trailers mean a chunked body (or a lie), and Upgrade an answer to an
+// upgrade the loops never forward.
+var responseFields = [...]field{
+	knownOther:              fieldOther,
+	knownHost:               fieldOther,
+	knownLength:             fieldLength,
+	knownConnection:         fieldConnection,
+	knownKeepAlive:          fieldHopByHop,
+	knownProxyConnection:    fieldHopByHop,
+	knownProxyAuthenticate:  fieldHopByHop,
+	knownProxyAuthorization: fieldHopByHop,
+	knownTE:                 fieldHopByHop,
+	knownTrailer:            fieldRefused,
+	knownUpgrade:            fieldRefused,
+	knownTransferEncoding:   fieldRefused,
+	knownExpect:             fieldOther,
+	knownForwarding:         fieldOther,
+}
+
+// requestField classifies a request header field by name (any case).
+func requestField(name []byte) field { return requestFields[lookupField(name)] }
+
+// responseField classifies a response header field by name (any case).
+func responseField(name []byte) field { return responseFields[lookupField(name)] }
 
 // connectionTokens reads a Connection field: ok only when it lists nothing
 // but close and keep-alive, since other tokens name fields to drop.
