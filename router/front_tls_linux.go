@@ -174,8 +174,10 @@ func (l *loop) adopt(c *client) {
 		return
 	}
 	l.adopted = append(l.adopted, c)
-	l.mu.Unlock()
+	// Under mu: once closing is set, the loop may end and its eventfd be
+	// closed, and its number reused.
 	l.wake()
+	l.mu.Unlock()
 }
 
 // takeAdopted polls the clients whose handshakes are done, and serves what
