@@ -118,7 +118,7 @@ func (f *Front) Serve() error {
 	f.mu.Unlock()
 	if err != nil {
 		if !errors.Is(err, errNoLoops) {
-			f.rt.log.Warn("the plain-HTTP event loops did not start; serving with net/http alone", "error", err)
+			f.rt.log.Warn("the router's event loops did not start; serving with net/http alone", "error", err)
 		}
 		if f.tls != nil {
 			return f.srv.ServeTLS(f.ln, "", "")

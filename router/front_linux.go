@@ -128,7 +128,7 @@ func (fl *frontLoops) stop(ctx context.Context) error {
 				l.wake()
 			}
 			<-done
-			err = fmt.Errorf("stopping the plain-HTTP loops: %w", context.Cause(ctx))
+			err = fmt.Errorf("stopping the router's event loops: %w", context.Cause(ctx))
 		}
 		// Only now: a wake after a loop ended must not write to a
 		// descriptor number reused meanwhile.
@@ -348,7 +348,7 @@ func (l *loop) accept() {
 			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
 				// Out of descriptors, say: stop polling the listener
 				// until the next sweep rather than spin on it.
-				l.rt.log.Warn("accepting a plain-HTTP connection failed", "error", err)
+				l.rt.log.Warn("accepting a connection failed", "error", err)
 				l.poll(unix.EPOLL_CTL_DEL, l.lnfd, 0)
 				l.stopped = true
 			}
