@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -93,15 +92,13 @@ func NewFront(rt *Router, ln net.Listener, srv *http.Server) *Front {
 		if !ok {
 			return ctx
 		}
-		if hc.pending != nil {
-			ctx = context.WithValue(ctx, pendingKey{}, hc.pending)
-		}
+		h := &handedOver{pending: hc.pending}
 		if tc, ok := hc.Conn.(*tls.Conn); ok {
 			// net/http sets r.TLS only for a *tls.Conn of its own.
 			st := tc.ConnectionState()
-			ctx = context.WithValue(ctx, tlsStateKey{}, &st)
+			h.tls = &st
 		}
-		return ctx
+		return context.WithValue(ctx, handedOverKey{}, h)
 	}
 	return f
 }
@@ -154,36 +151,36 @@ var errNoLoops = errors.New("no event loops on this system")
 type pending struct {
 	route    *route
 	target   *target
-	host     string
 	nc       net.Conn
 	read     []byte
 	deadline time.Time // for the response head
 	taken    atomic.Bool
 }
 
-type pendingKey struct{}
-
-type tlsStateKey struct{}
-
-// fromFront completes r as net/http would have, had its connection come
-// straight from the listener: a TLS connection a loop handed over carries
-// its state in the context.
-func fromFront(r *http.Request) {
-	if r.TLS == nil {
-		if st, _ := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); st != nil {
-			r.TLS = st
-		}
-	}
+// handedOver is what a connection a loop handed over brings along, in the
+// context of its requests.
+type handedOver struct {
+	pending *pending             // the exchange in flight, if any
+	tls     *tls.ConnectionState // over HTTPS
 }
 
-// takePending returns the exchange handed over with r's connection, if r is
-// the request it answers; once.
-func takePending(r *http.Request) *pending {
-	pd, _ := r.Context().Value(pendingKey{}).(*pending)
-	if pd == nil || !pd.taken.CompareAndSwap(false, true) {
+type handedOverKey struct{}
+
+// fromFront completes r as net/http would have, had its connection come
+// straight from the listener (r.TLS), and returns the exchange handed over
+// with the connection if r is the request it answers; once.
+func fromFront(r *http.Request) *pending {
+	h, _ := r.Context().Value(handedOverKey{}).(*handedOver)
+	if h == nil {
 		return nil
 	}
-	return pd
+	if r.TLS == nil {
+		r.TLS = h.tls
+	}
+	if pd := h.pending; pd != nil && pd.taken.CompareAndSwap(false, true) {
+		return pd
+	}
+	return nil
 }
 
 // abandon ends an exchange nobody took: net/http closed the connection
@@ -199,14 +196,13 @@ func (pd *pending) abandon() {
 // process's connection: the direct path from its reading of the response
 // on.
 func (rt *Router) resume(w http.ResponseWriter, r *http.Request, pd *pending) {
-	p := &pick{host: pd.host, route: pd.route, target: pd.target}
+	p := &pick{route: pd.route, target: pd.target}
 	defer func() { p.target.release() }()
-	w0 := newWire(pd.nc)
-	var src io.Reader = w0
+	c := newConn(pd.nc)
+	c.reused = true
 	if len(pd.read) > 0 {
-		src = io.MultiReader(bytes.NewReader(pd.read), w0)
+		c.br.Reset(io.MultiReader(bytes.NewReader(pd.read), c.w))
 	}
-	c := &conn{Conn: pd.nc, w: w0, br: bufio.NewReaderSize(src, connReadBuffer), bw: bufio.NewWriterSize(w0, connWriteBuffer), reused: true}
 	x := &exchange{c: c, ctx: r.Context(), received: len(pd.read) > 0}
 	x.watch()
 	c.SetReadDeadline(pd.deadline)

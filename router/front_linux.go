@@ -783,13 +783,15 @@ func (l *loop) repick(rte *route, t *target) *target {
 }
 
 // errLoopTimeout is the failure of a process that did not answer in time.
-var errLoopTimeout error = &timeoutError{}
+var errLoopTimeout error = temporary("the process did not answer in time")
 
-type timeoutError struct{}
+// temporary is an error that net.Error calls a timeout: one the direct path
+// and crypto/tls treat as such.
+type temporary string
 
-func (*timeoutError) Error() string   { return "the process did not answer in time" }
-func (*timeoutError) Timeout() bool   { return true }
-func (*timeoutError) Temporary() bool { return true }
+func (e temporary) Error() string { return string(e) }
+func (temporary) Timeout() bool   { return true }
+func (temporary) Temporary() bool { return true }
 
 // routerPage appends to out a response of the router itself, as
 // routerError writes it.

@@ -31,13 +31,7 @@ type tlsWire struct {
 }
 
 // errWouldBlock is a tlsWire's Read finding nothing in the loop.
-var errWouldBlock error = &wouldBlock{}
-
-type wouldBlock struct{}
-
-func (*wouldBlock) Error() string   { return "no data yet" }
-func (*wouldBlock) Timeout() bool   { return true }
-func (*wouldBlock) Temporary() bool { return true }
+var errWouldBlock error = temporary("no data yet")
 
 func (w *tlsWire) Read(p []byte) (int, error) {
 	if len(w.in) > 0 {

@@ -11,27 +11,28 @@
 // Lifecycle, as the rack uses it:
 //
 //  1. LoadOrCreateCA on the rack home (first start creates the CA).
-//  2. New, then serve the Router on a plain-HTTP listener through a Front
-//     (front.go: event loops for ordinary requests, an http.Server for the
-//     rest) and, with TLSConfig, on an HTTPS listener. Both listeners share
-//     the one handler: it tells them apart by r.TLS.
+//  2. New, then serve the Router through a Front (front.go: event loops
+//     for ordinary requests, an http.Server for the rest) on a plain-HTTP
+//     listener and, with TLSConfig, on an HTTPS listener. Both share the
+//     one handler: it tells them apart by r.TLS.
 //  3. The engine calls SetRoutes whenever an app's healthy processes change
 //     (it passes no route for internal services), and Drain before it stops
 //     a process it removed.
 //  4. On shutdown, after the servers have stopped, CloseIdleConnections.
 //
-// On the plain-HTTP listener, the Front's loops proxy most requests to
-// plain-HTTP targets without the handler. What reaches the handler for such
-// targets is served by the direct path (forward.go): each
-// request is written and its response read on the handler's goroutine, over
-// a keep-alive connection from the target's pool. Upgrades (websockets),
+// The Fronts' loops proxy most HTTP/1.1 requests to plain-HTTP targets
+// without the handler. What reaches the handler for such targets is served
+// by the direct path (forward.go): each request is written and its response
+// read on the handler's goroutine, over a keep-alive connection from the
+// target's pool. Upgrades (websockets),
 // https and gRPC targets and unusual requests go through
 // httputil.ReverseProxy.
 //
-// The router starts no goroutine of its own, but for the Front's loops (one
-// per two Ps, on locked threads, until Shutdown) and its relays (one per response
-// a client is slow to take, which ends with the response); the timers that renew
-// ACME certificates (Options.ACME), one per host in use, which run for the
+// The router starts no goroutine of its own, but for each Front's loops
+// (one per two Ps, on locked threads, until Shutdown), its relays (one per
+// response a client is slow to take, which ends with the response) and its
+// TLS handshakes (one per new HTTPS connection, until the handshake ends);
+// the timers that renew ACME certificates (Options.ACME), one per host in use, which run for the
 // life of the process; a timer per target that closes connections idle for
 // 45 to 90 s, armed while the target has some; and, for a request whose
 // body is large or of unknown length, one that writes the body while the
@@ -183,8 +184,7 @@ func New(opts Options) *Router {
 // process, 413 for a body over the limit, 502 when no process could be
 // reached, 504 when the process did not answer within the route's timeout.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	fromFront(r)
-	if pd := takePending(r); pd != nil {
+	if pd := fromFront(r); pd != nil {
 		rt.resume(w, r, pd)
 		return
 	}

@@ -240,7 +240,7 @@ func (rte *route) name() string {
 // lookup returns the route of a Host header's value, if any.
 func (tb *table) lookup(host []byte) *route {
 	for _, c := range host {
-		if 'A' <= c && c <= 'Z' || c == ':' {
+		if 'A' <= c && c <= 'Z' || c == ':' || c == '[' {
 			return tb.hosts[canonicalHost(string(host))]
 		}
 	}
