@@ -381,3 +381,31 @@ func TestFront_HTTPS(t *testing.T) {
 		}
 	})
 }
+
+// What the loops cannot parse gets net/http's answer, not silence.
+func TestFront_BadRequests(t *testing.T) {
+	_, _, addr := frontHarness(t, Options{}, &http.Server{}, 1)
+	for _, tt := range []struct {
+		name, req string
+		want      int
+	}{
+		{"bad host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", http.StatusBadRequest},
+		{"no host", "GET / HTTP/1.1\r\n\r\n", http.StatusBadRequest},
+		{"bad escape", "GET /%zz HTTP/1.1\r\nHost: web.app.localhost\r\n\r\n", http.StatusBadRequest},
+		{"head over the loops' limit", "GET / HTTP/1.1\r\nHost: nosuch.localhost\r\nX-Big: " + strings.Repeat("x", 2*loopMaxHead) + "\r\n\r\n", http.StatusNotFound},
+		{"unknown host", "GET / HTTP/1.1\r\nHost: nosuch.localhost\r\n\r\n", http.StatusNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			go io.WriteString(c, tt.req) // a large head may not all be read
+			res, _ := readResponse(t, bufio.NewReader(c), "GET")
+			if res.StatusCode != tt.want {
+				t.Errorf("got %d, want %d", res.StatusCode, tt.want)
+			}
+		})
+	}
+}
