@@ -93,7 +93,8 @@ type Balancer struct {
 	grace  time.Duration
 	bind   string
 	lc     net.ListenConfig
-	dialer net.Dialer
+	dialer net.Dialer // elsewhere than on Linux
+	fwd    forwarding
 
 	// wg counts every goroutine the balancer starts (accept loops,
 	// connections, drain timers), so that Close can wait for them.
@@ -164,26 +165,38 @@ func (b *Balancer) Set(ctx context.Context, app string, listeners []Listener) er
 	}
 
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	gone, err := b.set(ctx, app, specs)
+	b.mu.Unlock()
+	// The sockets of removed ports are closed once nothing polls them any
+	// more: wait, so that the ports are free when Set returns.
+	for _, g := range gone {
+		<-g
+	}
+	return err
+}
+
+// set does Set's work with b.mu held, and returns what tells when the
+// sockets of the ports it removed are closed.
+func (b *Balancer) set(ctx context.Context, app string, specs []Listener) (gone []chan struct{}, err error) {
 	if b.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	old := b.apps[app]
 
 	// Bind first: until every new port is ours, nothing has changed.
-	bound := map[int]*net.TCPListener{}
+	bound := map[int]*lsock{}
 	for _, spec := range specs {
 		if old[spec.Port] != nil {
 			continue
 		}
-		ln, err := b.listen(ctx, app, spec)
+		s, err := b.listen(ctx, app, spec)
 		if err != nil {
-			for _, ln := range bound {
-				ln.Close()
+			for _, s := range bound {
+				s.close()
 			}
-			return err
+			return nil, err
 		}
-		bound[spec.Port] = ln
+		bound[spec.Port] = s
 	}
 
 	// From here on nothing fails. New configurations take their targets
@@ -199,19 +212,18 @@ func (b *Balancer) Set(ctx context.Context, app string, listeners []Listener) er
 		l := &listener{
 			app:   app,
 			port:  spec.Port,
-			ln:    bound[spec.Port],
-			stop:  make(chan struct{}),
+			sock:  bound[spec.Port],
 			conns: map[*conn]struct{}{},
 		}
 		l.cfg.Store(cfg)
 		next[spec.Port] = l
-		b.wg.Add(1)
-		go b.accept(l)
+		b.serve(l)
 	}
 	for port, l := range old {
 		if next[port] == nil {
 			b.retire(l)
 			b.release(l.cfg.Load())
+			gone = append(gone, l.sock.gone)
 		}
 	}
 	if len(next) == 0 {
@@ -219,7 +231,7 @@ func (b *Balancer) Set(ctx context.Context, app string, listeners []Listener) er
 	} else {
 		b.apps[app] = next
 	}
-	return nil
+	return gone, nil
 }
 
 // check validates listeners and returns them normalised: whitelists masked,
@@ -257,7 +269,7 @@ func (b *Balancer) check(listeners []Listener) ([]Listener, error) {
 }
 
 // listen binds spec's port for app. b.mu is held.
-func (b *Balancer) listen(ctx context.Context, app string, spec Listener) (*net.TCPListener, error) {
+func (b *Balancer) listen(ctx context.Context, app string, spec Listener) (*lsock, error) {
 	addr := net.JoinHostPort(b.bind, strconv.Itoa(spec.Port))
 	ln, err := b.lc.Listen(ctx, "tcp", addr)
 	if err != nil {
@@ -273,7 +285,11 @@ func (b *Balancer) listen(ctx context.Context, app string, spec Listener) (*net.
 		}
 		return nil, fmt.Errorf("balancer %s: listen %s: %w", spec.Name, addr, cause)
 	}
-	return ln.(*net.TCPListener), nil
+	s, err := b.adopt(ln.(*net.TCPListener))
+	if err != nil {
+		return nil, fmt.Errorf("balancer %s: listen %s: %w", spec.Name, addr, err)
+	}
+	return s, nil
 }
 
 // owner returns the app whose listener holds port, if any. b.mu is held.
@@ -298,6 +314,7 @@ func (b *Balancer) Close() error {
 		b.stopTimer(&t.timer)
 	}
 	b.mu.Unlock()
+	b.stopForwarding()
 	b.wg.Wait()
 	return nil
 }

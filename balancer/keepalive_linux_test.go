@@ -2,6 +2,8 @@ package balancer
 
 import (
 	"net/netip"
+	"os"
+	"strconv"
 	"syscall"
 	"testing"
 )
@@ -15,43 +17,52 @@ func TestBalancer_KeepAlive(t *testing.T) {
 	port := freePort(t)
 	set(t, b, "app", Listener{Name: "lb", Port: port, Targets: []netip.AddrPort{a.addr}})
 	c := dialLines(t, port)
-	c.ask(t, "hi") // the connection is tracked and its target dialed
+	c.ask(t, "hi") // the connection is accepted and its target dialed
 
-	b.mu.Lock()
-	var conns []*conn
-	for c := range b.apps["app"][port].conns {
-		conns = append(conns, c)
+	// The loops own the descriptors: find them among the process's sockets.
+	client, backend := -1, -1
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.mu.Unlock()
-	if len(conns) != 1 {
-		t.Fatalf("open connections: got %d, want 1", len(conns))
+	for _, e := range ents {
+		fd, _ := strconv.Atoi(e.Name())
+		local, err1 := syscall.Getsockname(fd)
+		peer, err2 := syscall.Getpeername(fd)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if l, ok := local.(*syscall.SockaddrInet4); ok && l.Port == port {
+			client = fd
+		}
+		if p, ok := peer.(*syscall.SockaddrInet4); ok && p.Port == int(a.addr.Port()) && netip.AddrFrom4(p.Addr) == a.addr.Addr() {
+			backend = fd
+		}
 	}
-	client := map[string][3]int{
-		"SO_KEEPALIVE":  {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-		"TCP_KEEPIDLE":  {syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 15},
-		"TCP_KEEPINTVL": {syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},
-		"TCP_KEEPCNT":   {syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, keepAliveCount},
-		"TCP_NODELAY":   {syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
-	}
-	backend := map[string][3]int{
-		"SO_KEEPALIVE": {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 0},
-		"TCP_NODELAY":  {syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+	if client < 0 || backend < 0 {
+		t.Fatalf("the balancer's sockets: client %d, backend %d", client, backend)
 	}
 	for _, side := range []struct {
 		name string
-		raw  syscall.Conn
+		fd   int
 		want map[string][3]int
-	}{{"client", conns[0].client, client}, {"backend", conns[0].backend, backend}} {
-		rc, err := side.raw.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
+	}{
+		{"client", client, map[string][3]int{
+			"SO_KEEPALIVE":  {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+			"TCP_KEEPIDLE":  {syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 15},
+			"TCP_KEEPINTVL": {syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},
+			"TCP_KEEPCNT":   {syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, keepAliveCount},
+			"TCP_NODELAY":   {syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+		}},
+		{"backend", backend, map[string][3]int{
+			"SO_KEEPALIVE": {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 0},
+			"TCP_NODELAY":  {syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+		}},
+	} {
 		for name, o := range side.want {
-			var got int
-			var gerr error
-			rc.Control(func(fd uintptr) { got, gerr = syscall.GetsockoptInt(int(fd), o[0], o[1]) })
-			if gerr != nil || got != o[2] {
-				t.Errorf("%s %s: got %d, %v; want %d", side.name, name, got, gerr, o[2])
+			got, err := syscall.GetsockoptInt(side.fd, o[0], o[1])
+			if err != nil || got != o[2] {
+				t.Errorf("%s %s: got %d, %v; want %d", side.name, name, got, err, o[2])
 			}
 		}
 	}

@@ -1,8 +1,6 @@
 package balancer
 
 import (
-	"errors"
-	"net"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -33,15 +31,13 @@ type Listener struct {
 type listener struct {
 	app  string
 	port int
-	ln   *net.TCPListener
+	sock *lsock
 	// cfg is what the accept loop and new connections read, without locks.
 	// It is never modified, only replaced by Set.
 	cfg atomic.Pointer[config]
 	// next spreads connections round robin; it survives target swaps so that
 	// frequent Sets do not favour the first target.
 	next atomic.Uint32
-	// stop is closed when the listener is retired, to end an accept back-off.
-	stop chan struct{}
 
 	// Guarded by Balancer.mu.
 	conns   map[*conn]struct{}
@@ -58,16 +54,12 @@ type config struct {
 }
 
 // allows reports whether a client at addr may connect.
-func (c *config) allows(addr net.Addr) bool {
+func (c *config) allows(addr netip.Addr) bool {
 	if len(c.whitelist) == 0 {
 		return true
 	}
-	ta, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return false
-	}
 	// A listener on all interfaces sees IPv4 clients as ::ffff:a.b.c.d.
-	ip := ta.AddrPort().Addr().Unmap()
+	ip := addr.Unmap()
 	for _, p := range c.whitelist {
 		if p.Contains(ip) {
 			return true
@@ -114,10 +106,7 @@ func (b *Balancer) retire(l *listener) {
 		return
 	}
 	l.retired = true
-	close(l.stop)
-	// Closing the socket ends the accept loop; connections still in the
-	// kernel's accept queue are refused, as on any listener that goes away.
-	l.ln.Close()
+	b.unserve(l)
 	if len(l.conns) > 0 {
 		b.drainListener(l)
 	}
@@ -154,37 +143,4 @@ func (b *Balancer) killListener(l *listener) {
 		c.kill()
 	}
 	delete(b.draining, l)
-}
-
-// accept runs l's accept loop until l is retired.
-func (b *Balancer) accept(l *listener) {
-	defer b.wg.Done()
-	var delay time.Duration
-	for {
-		c, err := l.ln.AcceptTCP()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off as net/http
-			// does instead of spinning, and keep the port.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			b.log.Warn("balancer accept failed", "app", l.app, "port", l.port, "retry_in", delay, "err", err)
-			select {
-			case <-l.stop:
-				return
-			case <-time.After(delay):
-			}
-			continue
-		}
-		delay = 0
-		cfg := l.cfg.Load()
-		if !cfg.allows(c.RemoteAddr()) {
-			b.log.Debug("connection refused by whitelist", "app", l.app, "balancer", cfg.name, "port", l.port, "client", c.RemoteAddr().String())
-			c.Close()
-			continue
-		}
-		b.wg.Add(1)
-		go b.serve(l, c)
-	}
 }

@@ -1,33 +1,13 @@
+//go:build !linux
+
 package balancer
 
 import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 )
-
-// A direction copies its first spliceAfter bytes through a pooled buffer of
-// bufSize bytes, then hands over to io.Copy, which Linux turns into
-// splice(2): the bytes then never enter user space.
-//
-// Splicing has a fixed cost that a short connection never earns back: each
-// chunk takes two splice calls (socket to pipe, pipe to socket) where a
-// buffer takes a read and a write, the first read of a quiet socket returns
-// EAGAIN and goes round the poller, and the pipe is held for as long as the
-// copy waits. A connection that moves a few bytes each way (a request and
-// its reply, a health check) is done before the hand-over; a bulk transfer
-// splices after its first few reads.
-const (
-	spliceAfter = 64 << 10
-	bufSize     = 16 << 10
-)
-
-// buffers holds the buffers of the copies before the hand-over. A copy takes
-// one only once its source has bytes to read, and gives it back before it
-// waits again, so an idle connection holds none.
-var buffers = sync.Pool{New: func() any { return new([bufSize]byte) }}
 
 // relay copies src to dst until src's EOF (nil) or an error.
 func relay(dst, src *net.TCPConn) error {
