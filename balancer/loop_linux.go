@@ -716,7 +716,7 @@ func (lp *loop) move(c *conn, i int) (bool, error) {
 	if d.moved < spliceAfter {
 		return lp.readWrite(d, src, dst)
 	}
-	return lp.spliceIn(d, src)
+	return lp.spliceIn(d, src, dst)
 }
 
 // readWrite reads once from src and writes what it read to dst; what dst
@@ -755,8 +755,8 @@ func (lp *loop) readWrite(d *direction, src, dst *end) (bool, error) {
 	return true, nil
 }
 
-// spliceIn moves what src has into d's pipe.
-func (lp *loop) spliceIn(d *direction, src *end) (bool, error) {
+// spliceIn moves what src has into d's pipe, and on to dst.
+func (lp *loop) spliceIn(d *direction, src, dst *end) (bool, error) {
 	if d.pipe == nil {
 		p, err := lp.getPipe()
 		if err != nil {
@@ -777,6 +777,13 @@ func (lp *loop) spliceIn(d *direction, src *end) (bool, error) {
 	}
 	d.moved += n
 	d.piped = n
+	// Out at once, as io.Copy's splice does: bytes waiting in the pipe
+	// while the loop serves others cost the transfer its pace.
+	if dst.writable {
+		if _, err := lp.flush(d, dst); err != nil {
+			return true, err
+		}
+	}
 	return true, nil
 }
 

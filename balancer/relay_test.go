@@ -172,3 +172,64 @@ func firstDiff(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// TestRelay_ManyAtOnce runs connections of every size at once on one
+// balancer, so that one loop (or many goroutines) interleaves buffered and
+// spliced directions, connections that must wait their turn, and pipes
+// handed from one connection to the next.
+func TestRelay_ManyAtOnce(t *testing.T) {
+	be := startBackend(t, echo)
+	b := newBalancer(t, Options{})
+	port := freePort(t)
+	set(t, b, "app", Listener{Name: "lb", Port: port, Targets: []netip.AddrPort{be.addr}})
+
+	const conns = 64
+	errs := make(chan error, conns)
+	for i := range conns {
+		go func() {
+			size := []int{1, bufSize + 3, spliceAfter + 5, 3 << 20}[i%4]
+			sent := randomBytes(uint64(400+i), size)
+			c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(time.Minute))
+			go func() {
+				c.Write(sent)
+				c.CloseWrite()
+			}()
+			got, err := io.ReadAll(c)
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("connection %d: %w", i, err)
+			case !bytes.Equal(got, sent):
+				errs <- fmt.Errorf("connection %d: got %d bytes back, want the %d sent (first difference at %d)", i, len(got), len(sent), firstDiff(got, sent))
+			default:
+				errs <- nil
+			}
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestRelay_BackendReset checks that a process resetting its connection in
+// the middle of a transfer ends the client's connection too, instead of
+// leaving it open.
+func TestRelay_BackendReset(t *testing.T) {
+	c := throughBalancer(t, func(c *net.TCPConn) {
+		io.ReadFull(c, make([]byte, 100<<10))
+		c.SetLinger(0) // close sends a reset
+	})
+	go c.Write(randomBytes(7, 1<<20))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.ReadAll(c)
+	if isTimeout(err) {
+		t.Fatal("the client's connection stayed open after the backend reset its own")
+	}
+}
