@@ -20,13 +20,16 @@
 //  3. On shutdown, Shutdown (or Close): every goroutine the balancer started
 //     has ended when it returns.
 //
-// Forwarding copies the first bytes of each direction through a small pooled
-// buffer and the rest with io.Copy between the two *net.TCPConn values, so
-// that Linux moves a bulk transfer with splice(2) and its bytes never enter
-// user space, while a short connection spares splice's extra system calls
-// (relay.go). A connection that ends one direction (shutdown(SHUT_WR), FIN) has it ended on
-// the other side too (CloseWrite) while the other direction keeps flowing:
-// half-closed protocols work through the balancer.
+// On Linux, event loops forward the connections (loop_linux.go): each on a
+// locked thread over an edge-triggered epoll of raw descriptors, as haproxy
+// does, with no goroutine per connection. Each direction copies its first
+// bytes through a small buffer and the rest with splice(2) through a pipe, so
+// that a bulk transfer's bytes never enter user space while a short
+// connection spares splice's extra system calls. Elsewhere two goroutines per
+// connection do the same with io.Copy (forward_other.go). A connection that
+// ends one direction (shutdown(SHUT_WR), FIN) has it ended on the other side
+// too while the other direction keeps flowing: half-closed protocols work
+// through the balancer.
 package balancer
 
 import (

@@ -299,7 +299,10 @@ func (lp *loop) run(done *sync.WaitGroup) {
 // bookkeeping when some are ready already.
 func (lp *loop) wait(events []unix.EpollEvent) int {
 	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(lp.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e == 0 && n > 0 || len(lp.ready) > 0 {
+	if e != 0 {
+		n = 0
+	}
+	if n > 0 || len(lp.ready) > 0 {
 		return int(n)
 	}
 	timeout := -1
