@@ -99,8 +99,9 @@ type Balancer struct {
 	dialer net.Dialer // elsewhere than on Linux
 	fwd    forwarding
 
-	// wg counts every goroutine the balancer starts (accept loops,
-	// connections, drain timers), so that Close can wait for them.
+	// wg counts the goroutines the balancer starts (drain timers, and
+	// elsewhere than on Linux accept loops and connections; fwd counts the
+	// event loops), so that Close can wait for them.
 	wg sync.WaitGroup
 
 	// mu guards everything below and the mutable fields of listener, target
