@@ -17,8 +17,12 @@ import (
 )
 
 // On Linux connections are forwarded by event loops, built as haproxy's
-// are: each loop runs on a locked thread over an edge-triggered epoll of raw
-// descriptors, and owns its connections from accept to close. A connection
+// are: each loop runs over an edge-triggered epoll of raw descriptors, and
+// owns its connections from accept to close. A loop is a plain goroutine,
+// not one locked to its thread: a busy loop never parks, so the runtime
+// preempts it every 10 ms, and a locked goroutine's preemption hands its P
+// to another thread and back (futex wake-ups, a stalled loop), which cost a
+// fifth of the connections per second (BENCHMARKS.md). A connection
 // costs about twenty system calls and no goroutine, where two goroutines per
 // connection parked and woke four times and went through net's dial and
 // accept bookkeeping (BENCHMARKS.md, "Connections/s").
@@ -279,8 +283,6 @@ func (lp *loop) post(o op) {
 
 func (lp *loop) run(done *sync.WaitGroup) {
 	defer done.Done()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	events := make([]unix.EpollEvent, loopEvents)
 	for !lp.stopping.Load() {
 		n := lp.wait(events)
@@ -428,7 +430,7 @@ func (lp *loop) finish() {
 
 func (lp *loop) accept(l *listener) {
 	for range acceptBatch {
-		fd, sa, err := unix.Accept4(l.sock.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		fd, addr, err := rawAccept(l.sock.fd)
 		switch err {
 		case nil:
 		case unix.EINTR, unix.ECONNABORTED:
@@ -443,13 +445,6 @@ func (lp *loop) accept(l *listener) {
 			lp.poll(unix.EPOLL_CTL_DEL, l.sock.fd, 0, 0)
 			lp.paused = append(lp.paused, l)
 			return
-		}
-		var addr netip.Addr
-		switch a := sa.(type) {
-		case *unix.SockaddrInet4:
-			addr = netip.AddrFrom4(a.Addr)
-		case *unix.SockaddrInet6:
-			addr = netip.AddrFrom16(a.Addr)
 		}
 		cfg := l.cfg.Load()
 		if !cfg.allows(addr) {
@@ -890,6 +885,26 @@ func (lp *loop) close(c *conn) {
 // The system calls below cannot block (every descriptor is non-blocking),
 // so they skip the runtime's bookkeeping of calls that might: sysmon then
 // never hands the loop's P to another thread.
+
+// rawAccept accepts a connection on the listening socket fd. unix.Accept4
+// would ask the socket's protocol (a getsockopt per connection) to tell
+// the kinds of AF_INET sockets apart, which a TCP listener does not need.
+func rawAccept(fd int) (int, netip.Addr, error) {
+	var rsa unix.RawSockaddrAny
+	size := uint32(unix.SizeofSockaddrAny)
+	n, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&size)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, netip.Addr{}, e
+	}
+	var addr netip.Addr
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		addr = netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa)).Addr)
+	case unix.AF_INET6:
+		addr = netip.AddrFrom16((*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa)).Addr)
+	}
+	return int(n), addr, nil
+}
 
 func rawRead(fd int, p []byte) (int, error) {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
