@@ -23,10 +23,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The loops wait the way nginx does: each on a locked thread,
-// level-triggered epoll over raw descriptors, reads only of sockets epoll
-// reported, and raw system calls (no entersyscall, so sysmon never hands
-// the thread's P away) for everything that cannot block. A loop owns its
+// The loops wait the way nginx does: level-triggered epoll over raw
+// descriptors, reads only of sockets epoll reported, and raw system calls
+// (no entersyscall, so sysmon never hands the thread's P away) for
+// everything that cannot block. A loop is a plain goroutine, not locked to
+// its thread: a busy loop never parks, so the runtime preempts it every
+// 10 ms, and preempting a locked goroutine hands its P to another thread
+// and back (BENCHMARKS.md, the balancer's loops). A loop owns its
 // clients, its connections to processes and its idle pools; the only state
 // it shares is the Router's (the table, the targets' in-flight counts) and
 // the listening socket, which every loop polls with EPOLLEXCLUSIVE.
@@ -277,8 +280,6 @@ func (l *loop) wake() {
 
 func (l *loop) run(done *sync.WaitGroup) {
 	defer done.Done()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	events := make([]unix.EpollEvent, 128)
 	for {
 		n := l.wait(events)

@@ -29,7 +29,7 @@
 // httputil.ReverseProxy.
 //
 // The router starts no goroutine of its own, but for each Front's loops
-// (one per two Ps, on locked threads, until Shutdown), its relays (one per
+// (one per two Ps, until Shutdown), its relays (one per
 // response a client is slow to take, which ends with the response) and its
 // TLS handshakes (one per new HTTPS connection, until the handshake ends);
 // the timers that renew ACME certificates (Options.ACME), one per host in use, which run for the
