@@ -26,10 +26,13 @@ test: images tools lint gotest bench-short
 
 # The router's tests run through its event-loop front end (router.Front) by
 # default; the second run serves them with net/http alone, the path HTTPS
-# and handed-over connections take.
+# and handed-over connections take. The balancer's run on one event loop
+# per two CPUs, one on CI's machine; the third run gives them three, which
+# share every listening socket.
 gotest:
 	$(GO) test -count=1 -timeout 25m ./...
 	ROUTER_TEST_SERVER=net/http $(GO) test -count=1 ./router
+	BALANCER_TEST_LOOPS=3 $(GO) test -count=1 ./balancer
 
 # Benchmarks against their baselines (plain docker, nginx, haproxy, docker
 # logs); results and how to read them in BENCHMARKS.md. The router and

@@ -98,6 +98,9 @@ type Balancer struct {
 	lc     net.ListenConfig
 	dialer net.Dialer // elsewhere than on Linux
 	fwd    forwarding
+	// loops is how many event loops forward connections on Linux; zero
+	// means one per two Ps. Tests set more, since CI's two CPUs give one.
+	loops int
 
 	// wg counts the goroutines the balancer starts (drain timers, and
 	// elsewhere than on Linux accept loops and connections; fwd counts the
@@ -106,7 +109,8 @@ type Balancer struct {
 
 	// mu guards everything below and the mutable fields of listener, target
 	// and conn. It is held for bookkeeping only, never across a dial or a
-	// copy: four short critical sections per connection.
+	// copy: a short critical section at each end of a connection (and one
+	// per target that refuses it).
 	mu       sync.Mutex
 	closed   bool
 	apps     map[string]map[int]*listener // app → port → accepting listener

@@ -189,7 +189,10 @@ func (f *forwarding) start(b *Balancer) error {
 	}
 	// Half the CPUs, as the router's loops: the processes behind the
 	// balancer run on the same host and need the others.
-	n := max(1, runtime.GOMAXPROCS(0)/2)
+	n := b.loops
+	if n <= 0 {
+		n = max(1, runtime.GOMAXPROCS(0)/2)
+	}
 	for range n {
 		lp, err := newLoop(b)
 		if err != nil {
