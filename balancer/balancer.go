@@ -58,6 +58,9 @@ type Options struct {
 	// BindAddr is the host address listeners bind to: "" means every
 	// interface (IPv4 and IPv6); tests use "127.0.0.1".
 	BindAddr string
+	// Loops is how many event loops forward connections on Linux; zero
+	// means one per two Ps.
+	Loops int
 }
 
 // DefaultDrainGrace is the drain grace when Options leave it unset.
@@ -98,9 +101,7 @@ type Balancer struct {
 	lc     net.ListenConfig
 	dialer net.Dialer // elsewhere than on Linux
 	fwd    forwarding
-	// loops is how many event loops forward connections on Linux; zero
-	// means one per two Ps. Tests set more, since CI's two CPUs give one.
-	loops int
+	loops  int // Options.Loops
 
 	// wg counts the goroutines the balancer starts (drain timers, and
 	// elsewhere than on Linux accept loops and connections; fwd counts the
@@ -125,6 +126,7 @@ func New(opts Options) *Balancer {
 		log:      opts.Log,
 		grace:    opts.DrainGrace,
 		bind:     opts.BindAddr,
+		loops:    opts.Loops,
 		lc:       listenConfig(),
 		dialer:   net.Dialer{KeepAlive: -1}, // the timeout is connect's context
 		apps:     map[string]map[int]*listener{},

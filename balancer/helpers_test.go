@@ -99,13 +99,13 @@ func newBalancer(t testing.TB, opts Options) *Balancer {
 	if opts.BindAddr == "" {
 		opts.BindAddr = "127.0.0.1"
 	}
-	b := New(opts)
 	// BALANCER_TEST_LOOPS runs the suite on that many event loops (the
-	// Makefile's second run): on CI's two CPUs there is otherwise one, and
+	// Makefile's third run): on CI's two CPUs there is otherwise one, and
 	// nothing a listener shared between loops does would be tested.
-	if n, err := strconv.Atoi(os.Getenv("BALANCER_TEST_LOOPS")); err == nil {
-		b.loops = n
+	if n, err := strconv.Atoi(os.Getenv("BALANCER_TEST_LOOPS")); err == nil && opts.Loops == 0 {
+		opts.Loops = n
 	}
+	b := New(opts)
 	t.Cleanup(func() { b.Close() })
 	return b
 }

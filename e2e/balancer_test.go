@@ -273,12 +273,20 @@ func TestBalancer(t *testing.T) {
 		t.Errorf("after the deploy the balancer reaches %v, want %v", got, fresh)
 	}
 
-	// A restarted daemon listens again, to the processes it adopted.
+	// A restarted daemon listens again, to the processes it adopted; here
+	// on three event loops for the balancers and each router listener,
+	// where CI's two CPUs would give one.
 	r.stop()
-	r.spawn([]string{"--balancer-bind", "127.0.0.1"})
+	r.spawn([]string{"--balancer-bind", "127.0.0.1", "--proxy-loops", "3"})
 	r.waitUp()
 	if got := r.servesEcho(t, "app", port); !slices.Equal(got, fresh) {
 		t.Errorf("after a daemon restart the balancer reaches %v, want the same processes %v", got, fresh)
+	}
+	c, url := r.routerClient(t, "web.app.localhost", true)
+	for range 4 {
+		if code, got := body(t, c, url+"/"); code != 200 || !strings.HasPrefix(got, "bonjour from app/web") {
+			t.Errorf("GET %s/ through the router on three loops: got %d %q, want 200 and the new release's greeting", url, code, got)
+		}
 	}
 }
 

@@ -115,6 +115,12 @@ func TestRackStartRefusals(t *testing.T) {
 		code, out := second.wait()
 		wantLine(t, code, out, `ERROR: invalid --resource-image "postgres": want TYPE=IMAGE, e.g. postgres=postgres:16`)
 	})
+	t.Run("bad proxy loops flag", func(t *testing.T) {
+		second := newRack(t)
+		second.spawn([]string{"--proxy-loops", "-1"})
+		code, out := second.wait()
+		wantLine(t, code, out, `ERROR: invalid --proxy-loops -1: want 0 (one per two CPUs) or more`)
+	})
 }
 
 func wantLine(t *testing.T, code int, out, line string) {

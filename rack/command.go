@@ -39,6 +39,9 @@ Every flag can also be set in the environment variable shown in brackets.`,
 			if cfg.ResourceImages, err = parseImages(images); err != nil {
 				return err
 			}
+			if cfg.ProxyLoops < 0 {
+				return fmt.Errorf("invalid --proxy-loops %d: want 0 (one per two CPUs) or more", cfg.ProxyLoops)
+			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			return Run(cmd.Context(), cfg, log)
 		},
@@ -56,6 +59,7 @@ Every flag can also be set in the environment variable shown in brackets.`,
 	f.StringVar(&cfg.ACMEEmail, "acme-email", os.Getenv("CONVOX_ACME_EMAIL"), "contact address of the ACME account, for notices from the CA [CONVOX_ACME_EMAIL]")
 	f.StringVar(&cfg.ACMECAFile, "acme-ca-file", os.Getenv("CONVOX_ACME_CA_FILE"), "PEM file of extra CAs to trust for the HTTPS of the ACME directory, such as a test CA's [CONVOX_ACME_CA_FILE]")
 	f.DurationVar(&cfg.PromoteTimeout, "promote-timeout", envDuration("CONVOX_PROMOTE_TIMEOUT", 5*time.Minute), "how long a rollout (deploy, restart, scale) may take to get healthy processes before it rolls back, unless promote --timeout says otherwise [CONVOX_PROMOTE_TIMEOUT]")
+	f.IntVar(&cfg.ProxyLoops, "proxy-loops", int(envInt("CONVOX_PROXY_LOOPS")), "event loops of each router listener and of the balancers, on Linux; 0 means one per two CPUs, leaving the others to the apps [CONVOX_PROXY_LOOPS]")
 	f.StringSliceVar(&images, "resource-image", splitList(os.Getenv("CONVOX_RESOURCE_IMAGES")), "image for a resource type, TYPE=IMAGE, repeatable [CONVOX_RESOURCE_IMAGES, comma-separated]")
 	return cmd
 }

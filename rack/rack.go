@@ -55,6 +55,9 @@ type Config struct {
 	// PromoteTimeout bounds a rollout (promote, restart, scale) that does
 	// not set its own; 0 is the engine's default.
 	PromoteTimeout time.Duration
+	// ProxyLoops is how many event loops each router listener and the
+	// balancers run on Linux; 0 means one per two CPUs.
+	ProxyLoops int
 }
 
 // lockTimeout is how long start waits for another rack to release the
@@ -136,7 +139,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	rtr := router.New(router.Options{Log: log.With("component", "router"), CA: ca, HTTPSPort: listenerPort(httpsLn),
 		LocalDomains: []string{cfg.Domain}, ACME: acmeOpts})
 
-	lb := balancer.New(balancer.Options{Log: log.With("component", "balancer"), BindAddr: cfg.BalancerBind})
+	lb := balancer.New(balancer.Options{Log: log.With("component", "balancer"), BindAddr: cfg.BalancerBind, Loops: cfg.ProxyLoops})
 	defer lb.Close()
 
 	objects, err := storage.NewFS(filepath.Join(cfg.Home, "objects"))
@@ -188,7 +191,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(engCtx) }()
 
-	routerSrv := serveRouter(log, rtr, httpLn, httpsLn)
+	routerSrv := serveRouter(log, rtr, httpLn, httpsLn, cfg.ProxyLoops)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
 	log.Info("rack running", "name", cfg.Name, "api", api.Redact(rackURL), "home", cfg.Home,

@@ -121,7 +121,7 @@ type routerServers struct {
 	http, https     *http.Server
 }
 
-func serveRouter(log *slog.Logger, rt *router.Router, httpLn, httpsLn net.Listener) *routerServers {
+func serveRouter(log *slog.Logger, rt *router.Router, httpLn, httpsLn net.Listener, loops int) *routerServers {
 	// No read or write timeouts: they would cut streams and websockets;
 	// the router bounds what it waits for per route.
 	mk := func() *http.Server {
@@ -135,8 +135,9 @@ func serveRouter(log *slog.Logger, rt *router.Router, httpLn, httpsLn net.Listen
 	s := &routerServers{http: mk(), https: mk()}
 	s.https.TLSConfig = rt.TLSConfig()
 	s.front = router.NewFront(rt, httpLn, s.http)
-	go func() { _ = s.front.Serve() }()
 	s.frontTLS = router.NewFront(rt, httpsLn, s.https)
+	s.front.Loops, s.frontTLS.Loops = loops, loops
+	go func() { _ = s.front.Serve() }()
 	go func() { _ = s.frontTLS.Serve() }()
 	return s
 }

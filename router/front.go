@@ -40,6 +40,11 @@ import (
 //
 // Elsewhere than Linux, Front is the http.Server alone.
 type Front struct {
+	// Loops is how many event loops Serve runs on Linux; zero means one per
+	// two Ps. Each has its own pools of connections to processes. Set it
+	// before Serve.
+	Loops int
+
 	rt  *Router
 	ln  net.Listener
 	srv *http.Server
@@ -53,10 +58,6 @@ type Front struct {
 	// relays counts the goroutines finishing responses for slow clients.
 	relays sync.WaitGroup
 	loops  frontLoops // front_linux.go, front_other.go
-	// nloops is how many loops to run; zero means one per two Ps. Each has its
-	// own pools of connections to processes, so tests that count those
-	// run one.
-	nloops int
 
 	// mu orders Serve's start of the loops and Shutdown's stop of them.
 	mu     sync.Mutex

@@ -78,7 +78,7 @@ func (fl *frontLoops) start(f *Front) error {
 		return fmt.Errorf("duplicating the listener: %w", dupErr)
 	}
 	fl.f, fl.lnfd = f, fd
-	n := f.nloops
+	n := f.Loops
 	if n <= 0 {
 		// Half the CPUs: the processes behind the router run on the same
 		// host and need the others, and fewer, busier loops take more

@@ -38,7 +38,7 @@ func frontHarness(t *testing.T, opts Options, srv *http.Server, loops int) (*Rou
 		srv.TLSConfig = rt.TLSConfig()
 	}
 	f := NewFront(rt, ln, srv)
-	f.nloops = loops
+	f.Loops = loops
 	served := make(chan error, 1)
 	go func() { served <- f.Serve() }()
 	t.Cleanup(func() {

@@ -118,7 +118,7 @@ func serveFront(t *testing.T, rt *Router) string {
 	addr := ln.Addr().String()
 	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	f := NewFront(rt, ln, srv)
-	f.nloops = 1
+	f.Loops = 1
 	served := make(chan error, 1)
 	go func() { served <- f.Serve() }()
 	t.Cleanup(func() {
