@@ -60,8 +60,9 @@ func rackSuite(ctx context.Context, root string, r *rackbench.Rack, connDuration
 	_, hostPort, _ := strings.Cut(backend, ":")
 	bpids := rackbench.BackendPids(ctx, id, hostPort)
 	rackbench.Logf("rack suite: the process's echo is published at %s; its processes (container, docker-proxy): %v", backend, bpids)
+	viaProxy := len(bpids) > 1 && hasDockerProxy(bpids)
 	proxy := "no docker-proxy: Docker forwards the published port in the kernel"
-	if len(bpids) > 1 && hasDockerProxy(bpids) {
+	if viaProxy {
 		proxy = "through Docker's `docker-proxy` for the published loopback port, in every target's path"
 	}
 	s := &suite{
@@ -72,14 +73,17 @@ func rackSuite(ctx context.Context, root string, r *rackbench.Rack, connDuration
 		connDuration: connDuration,
 	}
 	// See waitPortBudget.
-	s.note = fmt.Sprintf("Connections/s through Docker: whichever way a client comes in, `docker-proxy` connects to the container over the bridge and, as the side that sends the first FIN, keeps each of those connections in TIME_WAIT for 60 s; "+
-		"the kernel reuses such ports early only for loopback connections (`net.ipv4.tcp_tw_reuse=2`). "+
-		"As the %d ports of the ephemeral range fill up, each connect scans longer for a free port and docker-proxy burns the CPUs: "+
-		"a sustained rate above about %d new connections/s to one process cannot last, and a run would pay for the ones before it. ",
-		ephemeralPorts(), ephemeralPorts()/60)
+	s.note = "Connections/s through Docker: without docker-proxy, each client (the load, haproxy, the balancer) holds the TIME_WAITs of its own connections. "
+	if viaProxy {
+		s.note = fmt.Sprintf("Connections/s through Docker: whichever way a client comes in, `docker-proxy` connects to the container over the bridge and, as the side that sends the first FIN, keeps each of those connections in TIME_WAIT for 60 s; "+
+			"the kernel reuses such ports early only for loopback connections (`net.ipv4.tcp_tw_reuse=2`). "+
+			"As the %d ports of the ephemeral range fill up, each connect scans longer for a free port and docker-proxy burns the CPUs: "+
+			"a sustained rate above about %d new connections/s to one process cannot last, and a run would pay for the ones before it. ",
+			ephemeralPorts(), ephemeralPorts()/60)
+	}
 	if portWait {
 		s.beforeConns = func(ctx context.Context) error { return waitPortBudget(ctx, 7000) }
-		s.note += fmt.Sprintf("So these runs last %s each and start only once fewer than %d connections to the container's port are in TIME_WAIT: they measure bursts from a clean state.",
+		s.note += fmt.Sprintf("These runs last %s each and start only once fewer than %d connections to the container's port are in TIME_WAIT: they measure bursts from a clean state.",
 			connDuration, maxTimeWait)
 	} else {
 		s.note += fmt.Sprintf("These runs (-short) last %s each and **did not wait** for the TIME_WAITs to clear: their figures are pessimistic, the more so for later targets.", connDuration)
