@@ -8,8 +8,10 @@ import (
 )
 
 // TestConverge: a crash loop is replaced with growing back-off, visible in
-// ps and the logs; stray containers of the rack are removed; volumes
-// outlive deploys; one app's stuck rollout does not block another app.
+// ps and the logs; a process killed from outside is replaced and its
+// replacement routed as soon as it is healthy; stray containers of the rack
+// are removed; volumes outlive deploys; one app's stuck rollout does not
+// block another app.
 func TestConverge(t *testing.T) {
 	r := newRack(t)
 	r.start()
@@ -42,6 +44,44 @@ func TestConverge(t *testing.T) {
 	ports = r.publishedPorts(t, "calm", "web", "5000")
 	if b, err := get("http://127.0.0.1:" + ports[0] + "/file?path=/data/note"); err != nil || b != "kept" {
 		t.Errorf("the volume after a deploy: %q %v", b, err)
+	}
+
+	// A process killed from outside is replaced, and the replacement is
+	// health-checked at once rather than at the next periodic converge (10 s
+	// apart): twice, as a replacement could start just before one.
+	started := regexp.MustCompile(`(?m)^(\S+) system/process Started process (web-[a-z0-9]{5})`)
+	healthy := regexp.MustCompile(`(?m)^(\S+) system/process Process (web-[a-z0-9]{5}) is healthy`)
+	calmLogs := func() string { return r.convox("logs", "-a", "calm", "--no-follow", "--since", "10m").stdout }
+	for range 2 {
+		victim := regexp.MustCompile(`web-[a-z0-9]{5}`).FindString(r.convox("ps", "-a", "calm").stdout)
+		if victim == "" {
+			t.Fatal("no process of calm in convox ps")
+		}
+		known := map[string]bool{}
+		for _, m := range started.FindAllStringSubmatch(calmLogs(), -1) {
+			known[m[2]] = true
+		}
+		docker(t, "kill", r.name+"-calm-"+victim)
+		var start, ready time.Time
+		eventually(t, 30*time.Second, "the killed process replaced and healthy", func() bool {
+			logs := calmLogs()
+			for _, m := range started.FindAllStringSubmatch(logs, -1) {
+				if known[m[2]] {
+					continue
+				}
+				start, _ = time.Parse(time.RFC3339, m[1])
+				for _, h := range healthy.FindAllStringSubmatch(logs, -1) {
+					if h[2] == m[2] {
+						ready, _ = time.Parse(time.RFC3339, h[1])
+						return true
+					}
+				}
+			}
+			return false
+		})
+		if d := ready.Sub(start); d > 3*time.Second {
+			t.Errorf("the replacement of %s was healthy %s after it started: want it checked at once (within 3 s), not at the next converge", victim, d)
+		}
 	}
 
 	// One app stuck updating does not hold another back.

@@ -222,10 +222,13 @@ func (e *Engine) convergeLocked(ctx context.Context, app string, duringRollback 
 			running = running[extra:]
 		}
 		for n := len(running); n < s.Count; n++ {
-			if _, pid, err := e.startService(ctx, pl, s, deploy); err != nil {
+			proc, pid, err := e.startService(ctx, pl, s, deploy)
+			if err != nil {
 				e.event(app, "process", "Could not start a process of %s: %v", s.Name, withPid(pid, err))
 				return err
 			}
+			// Routed once healthy, not at the next converge.
+			e.watchHealth(proc, s)
 		}
 	}
 	return nil
