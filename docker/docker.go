@@ -77,17 +77,28 @@ type dockerError struct {
 }
 
 func (e *dockerError) Error() string {
+	if e.down() {
+		// Docker's own words ("Cannot connect to the Docker daemon at ….
+		// Is the docker daemon running?") say what, not what to do.
+		return e.op + ": " + e.err.Error() + " Start it, then retry."
+	}
 	// The client prefixes every engine error with this; Docker's own words
 	// read better after our op.
 	return e.op + ": " + strings.TrimPrefix(e.err.Error(), "Error response from daemon: ")
 }
 
 func (e *dockerError) Unwrap() []error {
-	if cerrdefs.IsNotFound(e.err) {
+	switch {
+	case cerrdefs.IsNotFound(e.err):
 		return []error{engine.ErrNotFound, e.err}
+	case e.down():
+		return []error{engine.ErrUnavailable, e.err}
 	}
 	return []error{e.err}
 }
+
+// down reports whether the engine did not answer at all.
+func (e *dockerError) down() bool { return client.IsErrConnectionFailed(e.err) }
 
 // wrap adds op to a Docker error; nil stays nil.
 func wrap(err error, format string, args ...any) error {

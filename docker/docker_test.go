@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
 
 	"github.com/singlehost/convox/engine"
 )
@@ -518,4 +519,23 @@ func (h *harness) rawContainer(cfg *container.Config) string {
 		h.t.Fatal(err)
 	}
 	return c.ID
+}
+
+// An engine that does not answer is ErrUnavailable (the API's 503), and
+// the message says what to do.
+func TestRuntime_EngineDown(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	c, err := client.NewClientWithOpts(client.WithHost("unix://"+sock), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runtime{c: c}
+	_, err = r.ProcessList(context.Background(), engine.Labels{"convox.app": "x"})
+	want := "listing processes: Cannot connect to the Docker daemon at unix://" + sock + ". Is the docker daemon running? Start it, then retry."
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %q", err, want)
+	}
+	if !errors.Is(err, engine.ErrUnavailable) || errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("errors.Is: ErrUnavailable %v, ErrNotFound %v; want true, false", errors.Is(err, engine.ErrUnavailable), errors.Is(err, engine.ErrNotFound))
+	}
 }

@@ -138,11 +138,8 @@ func (e *Engine) processes(ctx context.Context, app, kind string) ([]Process, er
 	if kind != "" {
 		sel[LabelType] = kind
 	}
-	ps, err := e.runtime.ProcessList(ctx, sel)
-	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
-	}
-	return ps, nil
+	// The runtime's error names the operation already.
+	return e.runtime.ProcessList(ctx, sel)
 }
 
 // apiProcess renders a runtime process as Convox shows it.
@@ -209,7 +206,7 @@ func (e *Engine) findProcess(ctx context.Context, app, pid string) (Process, err
 	sel[LabelProcess] = pid
 	ps, err := e.runtime.ProcessList(ctx, sel)
 	if err != nil {
-		return Process{}, fmt.Errorf("listing processes: %w", err)
+		return Process{}, err
 	}
 	if len(ps) == 0 {
 		return Process{}, api.Errorf(api.ErrNotFound, "process not found: %s", pid)

@@ -341,7 +341,7 @@ func (e *Engine) rolloutRelease(ctx context.Context, p *store.Promotion) error {
 func (e *Engine) rolloutService(ctx context.Context, pl *plan, s serviceSpec, p *store.Promotion) error {
 	all, err := e.runtime.ProcessList(ctx, Labels{LabelRack: e.rack, LabelApp: pl.App, LabelType: "service", LabelService: s.Name})
 	if err != nil {
-		return fmt.Errorf("listing processes: %w", err)
+		return err
 	}
 	var cur, old []Process
 	for _, proc := range all {

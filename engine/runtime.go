@@ -37,7 +37,9 @@ func (l Labels) Copy() Labels {
 // Runtime is what the engine needs from a container runtime, in workload
 // terms: images, processes, networks, volumes and a stream of process
 // events. Implementations live in sibling packages (docker/), bound every
-// call with a timeout, and wrap ErrNotFound for missing objects.
+// call with a timeout, wrap ErrNotFound for missing objects and
+// ErrUnavailable when the runtime does not answer, and name the operation
+// in their errors ("listing processes: …").
 type Runtime interface {
 	Images
 	Processes
