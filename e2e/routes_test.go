@@ -42,7 +42,8 @@ services:
 // and a custom domain), internal services get no route, sticky services
 // keep a client on one process, the process learns the client's view
 // through X-Forwarded-*, the service timeout gives 504 and an oversized
-// body 413; `convox services` and `convox apps info` show the routes.
+// body 413; a deploy claiming another app's host is refused and changes
+// nothing; `convox services` and `convox apps info` show the routes.
 func TestRouterRoutes(t *testing.T) {
 	r := newRack(t)
 	r.start()
@@ -159,6 +160,30 @@ func TestRouterRoutes(t *testing.T) {
 			res.Body.Close()
 			if res.StatusCode != tt.code || !strings.Contains(string(b), tt.want) {
 				t.Errorf("POST %d bytes: %d %q, want %d %q", tt.size, res.StatusCode, b, tt.code, tt.want)
+			}
+		}
+	})
+
+	t.Run("host of another app", func(t *testing.T) {
+		before := r.convox("apps", "info", "beta").stdout
+		for _, tt := range []struct{ domain, want string }{
+			{"ADMIN.alpha.test", "service web: host admin.alpha.test is already routed to service admin of app alpha; remove it from one of them"},
+			{"web.alpha.localhost", "service web: host web.alpha.localhost is already routed to service web of app alpha; remove it from one of them"},
+		} {
+			manifest := "services:\n  web:\n    build: .\n    port: 5000\n    health: /health\n    domain: " + tt.domain + "\n"
+			_, res := r.deploy(t, "beta", sampleApp(t, manifest))
+			if res.code != 1 || !strings.HasSuffix(res.stderr, "ERROR: "+tt.want+"\n") {
+				t.Errorf("deploying beta with domain %s: exit %d, stderr %q, want exit 1 and %q", tt.domain, res.code, res.stderr, tt.want)
+			}
+		}
+		// Nothing changed: beta runs its release, alpha keeps its hosts.
+		if after := r.convox("apps", "info", "beta").stdout; after != before {
+			t.Errorf("beta after the refused deploys:\n%s\nwant as before:\n%s", after, before)
+		}
+		for host, want := range map[string]string{"admin.alpha.test": "hello from alpha/admin release ", "web.beta.localhost": "hello from beta/web release "} {
+			c, base := r.routerClient(t, host, true)
+			if code, b := body(t, c, base+"/"); code != 200 || !strings.HasPrefix(b, want) {
+				t.Errorf("%s after the refused deploys: %d %q, want 200 %q…", host, code, b, want)
 			}
 		}
 	})

@@ -57,6 +57,9 @@ func (e *Engine) ReleasePromote(ctx context.Context, app, id string, opts api.Re
 		if err != nil {
 			return err
 		}
+		if err := e.checkHosts(tx, app, pl); err != nil {
+			return err
+		}
 		if e.balancers != nil {
 			if err := e.balancers.Set(ctx, app, e.listeners(app, pl)); err != nil {
 				return api.Errorf(api.ErrConflict, "%v", err)

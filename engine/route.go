@@ -7,6 +7,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/singlehost/convox/api"
+	"github.com/singlehost/convox/store"
 )
 
 // Routes is the HTTP router as the engine drives it: one app's whole route
@@ -147,7 +150,7 @@ func (e *Engine) publishRoutes(ctx context.Context, app string) {
 		sort.Slice(t, func(i, j int) bool { return t[i].Port() < t[j].Port() })
 		routes = append(routes, Route{
 			Service:   s.Name,
-			Hosts:     append([]string{e.serviceHost(app, s.Name)}, s.Domains...),
+			Hosts:     e.hostsOf(app, s),
 			Targets:   t,
 			Scheme:    s.Health.Scheme,
 			Sticky:    s.Sticky,
@@ -159,7 +162,62 @@ func (e *Engine) publishRoutes(ctx context.Context, app string) {
 	e.routes.SetRoutes(app, routes)
 }
 
+// hostsOf is what routed service s of app answers at: its default host and
+// every domain: of the manifest.
+func (e *Engine) hostsOf(app string, s serviceSpec) []string {
+	return append([]string{e.serviceHost(app, s.Name)}, s.Domains...)
+}
+
 // serviceHost is a service's default public host name.
 func (e *Engine) serviceHost(app, service string) string {
 	return strings.ToLower(service + "." + app + "." + e.domain)
+}
+
+// checkHosts refuses a plan of app that would route a host another app's
+// active release routes already: the router keeps such a host with the app
+// that had it first, so the deploy would seem to work and serve nothing.
+func (e *Engine) checkHosts(tx *store.Tx, app string, pl *plan) error {
+	mine := e.publicHosts(app, pl)
+	if len(mine) == 0 {
+		return nil
+	}
+	apps, err := tx.Apps()
+	if err != nil {
+		return err
+	}
+	for _, a := range apps {
+		if a.Name == app || a.Release == "" {
+			continue
+		}
+		rel, err := tx.Release(a.Name, a.Release)
+		if err != nil {
+			continue // nothing routed for a release that is gone
+		}
+		theirs, err := e.planTx(tx, a.Name, rel)
+		if err != nil {
+			continue // nor for one that no longer loads
+		}
+		for host, other := range e.publicHosts(a.Name, theirs) {
+			if service, taken := mine[host]; taken {
+				return api.Errorf(api.ErrConflict, "service %s: host %s is already routed to service %s of app %s; remove it from one of them", service, host, other, a.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// publicHosts maps the hosts app's routed services answer at under plan pl
+// (their default host and every domain:, as the router compares them) to
+// the service.
+func (e *Engine) publicHosts(app string, pl *plan) map[string]string {
+	hosts := map[string]string{}
+	for _, s := range pl.Services {
+		if s.Port == 0 || s.Internal {
+			continue
+		}
+		for _, h := range e.hostsOf(app, s) {
+			hosts[strings.TrimSuffix(strings.ToLower(h), ".")] = s.Name
+		}
+	}
+	return hosts
 }
