@@ -121,6 +121,12 @@ func TestRackStartRefusals(t *testing.T) {
 		code, out := second.wait()
 		wantLine(t, code, out, `ERROR: invalid --proxy-loops -1: want 0 (one per two CPUs) or more`)
 	})
+	t.Run("bad environment", func(t *testing.T) {
+		second := newRack(t)
+		second.spawn(nil, "CONVOX_PROXY_LOOPS=many")
+		code, out := second.wait()
+		wantLine(t, code, out, `ERROR: invalid CONVOX_PROXY_LOOPS "many": want a whole number`)
+	})
 }
 
 func wantLine(t *testing.T, code int, out, line string) {

@@ -19,6 +19,7 @@ func StartCommand() *cobra.Command {
 	var (
 		cfg    Config
 		images []string
+		env    envDefaults
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -30,6 +31,9 @@ are adopted by the next start.
 Every flag can also be set in the environment variable shown in brackets.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if env.err != nil {
+				return env.err
+			}
 			var err error
 			if cfg.Home == "" {
 				if cfg.Home, err = api.Home(); err != nil {
@@ -53,13 +57,13 @@ Every flag can also be set in the environment variable shown in brackets.`,
 	f.StringVar(&cfg.Domain, "domain", envOr("CONVOX_DOMAIN", "localhost"), "router domain: services answer at <service>.<app>.<domain> [CONVOX_DOMAIN]")
 	f.StringVar(&cfg.RouterHTTP, "router-http", envOr("CONVOX_ROUTER_HTTP", defaultRouterHTTP), "address of the HTTP router [CONVOX_ROUTER_HTTP] (falls back to "+fallbackRouterHTTP+" when the default cannot be bound)")
 	f.StringVar(&cfg.RouterHTTPS, "router-https", envOr("CONVOX_ROUTER_HTTPS", defaultRouterHTTPS), "address of the HTTPS router [CONVOX_ROUTER_HTTPS] (falls back to "+fallbackRouterHTTPS+" when the default cannot be bound)")
-	f.Int64Var(&cfg.LogBytes, "log-max-bytes", envInt("CONVOX_LOG_MAX_BYTES"), "bytes of logs kept per app, oldest dropped first; 0 means 64 MiB [CONVOX_LOG_MAX_BYTES]")
+	f.Int64Var(&cfg.LogBytes, "log-max-bytes", env.int("CONVOX_LOG_MAX_BYTES"), "bytes of logs kept per app, oldest dropped first; 0 means 64 MiB [CONVOX_LOG_MAX_BYTES]")
 	f.StringVar(&cfg.BalancerBind, "balancer-bind", os.Getenv("CONVOX_BALANCER_BIND"), "address balancers listen on; empty means every interface [CONVOX_BALANCER_BIND]")
 	f.StringVar(&cfg.ACMEDirectory, "acme-directory", os.Getenv("CONVOX_ACME_DIRECTORY"), "get certificates of services' custom domains (manifest domain:) from this ACME directory URL, accepting its CA's terms of service; letsencrypt and letsencrypt-staging name Let's Encrypt's; empty means the rack CA signs them [CONVOX_ACME_DIRECTORY]")
 	f.StringVar(&cfg.ACMEEmail, "acme-email", os.Getenv("CONVOX_ACME_EMAIL"), "contact address of the ACME account, for notices from the CA [CONVOX_ACME_EMAIL]")
 	f.StringVar(&cfg.ACMECAFile, "acme-ca-file", os.Getenv("CONVOX_ACME_CA_FILE"), "PEM file of extra CAs to trust for the HTTPS of the ACME directory, such as a test CA's [CONVOX_ACME_CA_FILE]")
-	f.DurationVar(&cfg.PromoteTimeout, "promote-timeout", envDuration("CONVOX_PROMOTE_TIMEOUT", 5*time.Minute), "how long a rollout (deploy, restart, scale) may take to get healthy processes before it rolls back, unless promote --timeout says otherwise [CONVOX_PROMOTE_TIMEOUT]")
-	f.IntVar(&cfg.ProxyLoops, "proxy-loops", int(envInt("CONVOX_PROXY_LOOPS")), "event loops of each router listener and of the balancers, on Linux; 0 means one per two CPUs, leaving the others to the apps [CONVOX_PROXY_LOOPS]")
+	f.DurationVar(&cfg.PromoteTimeout, "promote-timeout", env.duration("CONVOX_PROMOTE_TIMEOUT", 5*time.Minute), "how long a rollout (deploy, restart, scale) may take to get healthy processes before it rolls back, unless promote --timeout says otherwise [CONVOX_PROMOTE_TIMEOUT]")
+	f.IntVar(&cfg.ProxyLoops, "proxy-loops", int(env.int("CONVOX_PROXY_LOOPS")), "event loops of each router listener and of the balancers, on Linux; 0 means one per two CPUs, leaving the others to the apps [CONVOX_PROXY_LOOPS]")
 	f.StringSliceVar(&images, "resource-image", splitList(os.Getenv("CONVOX_RESOURCE_IMAGES")), "image for a resource type, TYPE=IMAGE, repeatable [CONVOX_RESOURCE_IMAGES, comma-separated]")
 	return cmd
 }
@@ -71,16 +75,40 @@ func envOr(key, def string) string {
 	return def
 }
 
-func envInt(key string) int64 {
-	n, _ := strconv.ParseInt(os.Getenv(key), 10, 64)
+// envDefaults reads flag defaults from the environment and keeps the first
+// value it could not read: start refuses it rather than run on a default
+// the user did not ask for.
+type envDefaults struct{ err error }
+
+func (e *envDefaults) int(key string) int64 {
+	v := os.Getenv(key)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		e.fail(fmt.Errorf("invalid %s %q: want a whole number", key, v))
+	}
 	return n
 }
 
-func envDuration(key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
-		return d
+func (e *envDefaults) duration(key string, def time.Duration) time.Duration {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
 	}
-	return def
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.fail(fmt.Errorf("invalid %s %q: want a duration such as 5m or 90s", key, v))
+		return def
+	}
+	return d
+}
+
+func (e *envDefaults) fail(err error) {
+	if e.err == nil {
+		e.err = err
+	}
 }
 
 func splitList(s string) []string {

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseImages(t *testing.T) {
@@ -100,5 +101,35 @@ func TestSecrets_Stable(t *testing.T) {
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v, %v; want 0600", f, fi.Mode().Perm(), err)
 		}
+	}
+}
+
+func TestEnvDefaults(t *testing.T) {
+	tests := []struct {
+		name, value string
+		read        func(*envDefaults) any
+		want        any
+		wantErr     string
+	}{
+		{"int unset", "", func(e *envDefaults) any { return e.int("CONVOX_TEST_VALUE") }, int64(0), ""},
+		{"int", "12", func(e *envDefaults) any { return e.int("CONVOX_TEST_VALUE") }, int64(12), ""},
+		{"int not a number", "many", func(e *envDefaults) any { return e.int("CONVOX_TEST_VALUE") }, int64(0), `invalid CONVOX_TEST_VALUE "many": want a whole number`},
+		{"duration unset", "", func(e *envDefaults) any { return e.duration("CONVOX_TEST_VALUE", time.Minute) }, time.Minute, ""},
+		{"duration", "90s", func(e *envDefaults) any { return e.duration("CONVOX_TEST_VALUE", time.Minute) }, 90 * time.Second, ""},
+		{"duration without unit", "5", func(e *envDefaults) any { return e.duration("CONVOX_TEST_VALUE", time.Minute) }, time.Minute, `invalid CONVOX_TEST_VALUE "5": want a duration such as 5m or 90s`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("CONVOX_TEST_VALUE", tt.value)
+			var e envDefaults
+			got := tt.read(&e)
+			gotErr := ""
+			if e.err != nil {
+				gotErr = e.err.Error()
+			}
+			if got != tt.want || gotErr != tt.wantErr {
+				t.Errorf("got %v, error %q; want %v, error %q", got, gotErr, tt.want, tt.wantErr)
+			}
+		})
 	}
 }
