@@ -155,6 +155,10 @@ func TestDeploy(t *testing.T) {
 	if !strings.Contains(res.stdout, "did not become healthy before the deadline: GET /health returned 500") {
 		t.Errorf("unhealthy promote does not say why:\n%s", res.stdout)
 	}
+	// While it waits, it says so once the health check's grace is over.
+	if !regexp.MustCompile(`system/process Process web-[a-z0-9]{5} is not healthy yet after [5-7]s: GET /health returned 500\n`).MatchString(res.stdout) {
+		t.Errorf("unhealthy promote does not report the failing check while it waits:\n%s", res.stdout)
+	}
 	if failures.Load() != 0 || successes.Load() == 0 {
 		t.Errorf("old release during the failed promote: %d failed, %d served requests", failures.Load(), successes.Load())
 	}

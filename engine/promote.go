@@ -450,10 +450,13 @@ func (e *Engine) waitAllHealthy(ctx context.Context, app string, s serviceSpec, 
 // waitHealthy waits until process p passes its readiness check: a service
 // with a port must answer its health check (spec §4.2.4); one without is
 // ready once it has kept running for a second. It fails at once when the
-// process exits, with the process's last output in the error.
+// process exits, with the process's last output in the error. A process
+// still failing its check once its grace is over is reported, then every
+// healthNoteEvery, so that a long wait shows why it lasts.
 func (e *Engine) waitHealthy(ctx context.Context, app string, s serviceSpec, p Process) error {
 	pid := p.Labels[LabelProcess]
 	start := time.Now()
+	noteAt := start.Add(s.Health.Grace)
 	wait := 12500 * time.Microsecond
 	var last error
 	for {
@@ -479,6 +482,10 @@ func (e *Engine) waitHealthy(ctx context.Context, app string, s serviceSpec, p P
 			e.markHealthy(ctx, s, cur)
 			return nil
 		}
+		if now := time.Now(); last != nil && !now.Before(noteAt) {
+			e.event(app, "process", "Process %s is not healthy yet after %s: %v", pid, now.Sub(start).Round(time.Second), last)
+			noteAt = now.Add(healthNoteEvery)
+		}
 		// Poll briskly during the grace period, from 25 ms doubling to
 		// 250 ms, so a fast process is ready fast; after it, every
 		// interval as the manifest says.
@@ -493,6 +500,10 @@ func (e *Engine) waitHealthy(ctx context.Context, app string, s serviceSpec, p P
 		}
 	}
 }
+
+// healthNoteEvery is how often waitHealthy reports a process that is still
+// failing its health check.
+const healthNoteEvery = 30 * time.Second
 
 // unhealthy describes a process that was not healthy when ctx ended, with
 // its last lines of output.
