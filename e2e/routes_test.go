@@ -42,8 +42,9 @@ services:
 // and a custom domain), internal services get no route, sticky services
 // keep a client on one process, the process learns the client's view
 // through X-Forwarded-*, the service timeout gives 504 and an oversized
-// body 413; a deploy claiming another app's host is refused and changes
-// nothing; `convox services` and `convox apps info` show the routes.
+// body 413; a deploy claiming another app's host, or one host for two of
+// its services, is refused and changes nothing; `convox services` and
+// `convox apps info` show the routes.
 func TestRouterRoutes(t *testing.T) {
 	r := newRack(t)
 	r.start()
@@ -166,14 +167,17 @@ func TestRouterRoutes(t *testing.T) {
 
 	t.Run("host of another app", func(t *testing.T) {
 		before := r.convox("apps", "info", "beta").stdout
-		for _, tt := range []struct{ domain, want string }{
-			{"ADMIN.alpha.test", "service web: host admin.alpha.test is already routed to service admin of app alpha; remove it from one of them"},
-			{"web.alpha.localhost", "service web: host web.alpha.localhost is already routed to service web of app alpha; remove it from one of them"},
+		service := func(name, domain string) string {
+			return "  " + name + ":\n    build: .\n    port: 5000\n    health: /health\n    domain: " + domain + "\n"
+		}
+		for _, tt := range []struct{ services, want string }{
+			{service("web", "ADMIN.alpha.test"), "service web: host admin.alpha.test is already routed to service admin of app alpha; remove it from one of them"},
+			{service("web", "web.alpha.localhost"), "service web: host web.alpha.localhost is already routed to service web of app alpha; remove it from one of them"},
+			{service("web", "shared.beta.test") + service("api", "shared.beta.test."), "services web and api both answer at host shared.beta.test; keep it on one of them"},
 		} {
-			manifest := "services:\n  web:\n    build: .\n    port: 5000\n    health: /health\n    domain: " + tt.domain + "\n"
-			_, res := r.deploy(t, "beta", sampleApp(t, manifest))
+			_, res := r.deploy(t, "beta", sampleApp(t, "services:\n"+tt.services))
 			if res.code != 1 || !strings.HasSuffix(res.stderr, "ERROR: "+tt.want+"\n") {
-				t.Errorf("deploying beta with domain %s: exit %d, stderr %q, want exit 1 and %q", tt.domain, res.code, res.stderr, tt.want)
+				t.Errorf("deploying beta with\n%s: exit %d, stderr %q, want exit 1 and %q", tt.services, res.code, res.stderr, tt.want)
 			}
 		}
 		// Nothing changed: beta runs its release, alpha keeps its hosts.

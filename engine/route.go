@@ -173,13 +173,14 @@ func (e *Engine) serviceHost(app, service string) string {
 	return strings.ToLower(service + "." + app + "." + e.domain)
 }
 
-// checkHosts refuses a plan of app that would route a host another app's
-// active release routes already: the router keeps such a host with the app
-// that had it first, so the deploy would seem to work and serve nothing.
+// checkHosts refuses a plan of app that would route one host to two of its
+// services, or a host another app's active release routes already: the
+// router keeps such a host with the service that had it first, so the
+// deploy would seem to work and serve nothing there.
 func (e *Engine) checkHosts(tx *store.Tx, app string, pl *plan) error {
-	mine := e.publicHosts(app, pl)
-	if len(mine) == 0 {
-		return nil
+	mine, err := e.publicHosts(app, pl)
+	if err != nil || len(mine) == 0 {
+		return err
 	}
 	apps, err := tx.Apps()
 	if err != nil {
@@ -193,11 +194,12 @@ func (e *Engine) checkHosts(tx *store.Tx, app string, pl *plan) error {
 		if err != nil {
 			continue // nothing routed for a release that is gone
 		}
-		theirs, err := e.planTx(tx, a.Name, rel)
+		pl, err := e.planTx(tx, a.Name, rel)
 		if err != nil {
 			continue // nor for one that no longer loads
 		}
-		for host, other := range e.publicHosts(a.Name, theirs) {
+		theirs, _ := e.publicHosts(a.Name, pl)
+		for host, other := range theirs {
 			if service, taken := mine[host]; taken {
 				return api.Errorf(api.ErrConflict, "service %s: host %s is already routed to service %s of app %s; remove it from one of them", service, host, other, a.Name)
 			}
@@ -208,16 +210,27 @@ func (e *Engine) checkHosts(tx *store.Tx, app string, pl *plan) error {
 
 // publicHosts maps the hosts app's routed services answer at under plan pl
 // (their default host and every domain:, as the router compares them) to
-// the service.
-func (e *Engine) publicHosts(app string, pl *plan) map[string]string {
+// the service. A host of two services is an error; the map keeps the last.
+func (e *Engine) publicHosts(app string, pl *plan) (map[string]string, error) {
 	hosts := map[string]string{}
+	var err error
 	for _, s := range pl.Services {
 		if s.Port == 0 || s.Internal {
 			continue
 		}
 		for _, h := range e.hostsOf(app, s) {
-			hosts[strings.TrimSuffix(strings.ToLower(h), ".")] = s.Name
+			h = canonicalHost(h)
+			if other, dup := hosts[h]; dup && other != s.Name && err == nil {
+				err = api.Errorf(api.ErrInvalid, "services %s and %s both answer at host %s; keep it on one of them", other, s.Name, h)
+			}
+			hosts[h] = s.Name
 		}
 	}
-	return hosts
+	return hosts, err
+}
+
+// canonicalHost is host as the router compares it: lower case, without a
+// trailing dot.
+func canonicalHost(host string) string {
+	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
