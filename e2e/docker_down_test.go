@@ -50,11 +50,15 @@ func TestDockerGoesAway(t *testing.T) {
 	}
 	// The app's processes still run; the router keeps sending them
 	// requests, though the rack cannot see them for now.
-	for range 3 {
+	for range 8 {
 		if code, got := body(t, c, url+"/"); code != 200 || !strings.HasPrefix(got, "hello from app/web") {
 			t.Errorf("GET %s/ with the rack's Docker gone: got %d %q, want 200 and the app's greeting", url, code, got)
 		}
 		time.Sleep(time.Second)
+	}
+	// Its retries back off: 1, 2, 4 s… rather than one a second.
+	if n := strings.Count(r.stderr.String(), "docker events stopped; resubscribing"); n < 1 || n > 4 {
+		t.Errorf("the daemon tried the event stream again %d times in about 8 s without Docker: want 1 to 4 (backing off)", n)
 	}
 
 	forwardDocker(t, sock)

@@ -10,6 +10,15 @@ import (
 // reported a change: the safety net under Docker events.
 const convergeEvery = 10 * time.Second
 
+// The event stream is subscribed to again after eventsRetryMin, doubling up
+// to eventsRetryMax while it keeps failing (Docker down): the periodic
+// converge covers the gap, and the log gets a line per retry, not per
+// second. A stream that held for eventsRetryMax starts over at the minimum.
+const (
+	eventsRetryMin = time.Second
+	eventsRetryMax = 30 * time.Second
+)
+
 // Run does the engine's background work until ctx ends: it resumes rollouts
 // that a daemon crash interrupted, runs builds and rollouts handed to it,
 // and converges every app on start, on Docker events, when asked and
@@ -27,6 +36,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	spawn(e.convergeAll)
 
 	events, errs := e.runtime.Events(ctx, Labels{LabelRack: e.rack})
+	subscribed, retry := time.Now(), eventsRetryMin
 	tick := time.NewTicker(convergeEvery)
 	defer tick.Stop()
 	for {
@@ -51,13 +61,18 @@ func (e *Engine) Run(ctx context.Context) error {
 				continue
 			}
 			// The periodic converge keeps apps right meanwhile.
-			e.log.Warn("docker events stopped; resubscribing", "error", err)
+			if time.Since(subscribed) >= eventsRetryMax {
+				retry = eventsRetryMin
+			}
+			e.log.Warn("docker events stopped; resubscribing", "retry_in", retry, "error", err)
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(time.Second):
+			case <-time.After(retry):
 			}
+			retry = min(2*retry, eventsRetryMax)
 			events, errs = e.runtime.Events(ctx, Labels{LabelRack: e.rack})
+			subscribed = time.Now()
 		case <-tick.C:
 			spawn(e.convergeAll)
 		}
