@@ -37,6 +37,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	events, errs := e.runtime.Events(ctx, Labels{LabelRack: e.rack})
 	subscribed, retry := time.Now(), eventsRetryMin
+	var resubscribe <-chan time.Time // set while the stream is down
 	tick := time.NewTicker(convergeEvery)
 	defer tick.Stop()
 	for {
@@ -65,12 +66,11 @@ func (e *Engine) Run(ctx context.Context) error {
 				retry = eventsRetryMin
 			}
 			e.log.Warn("docker events stopped; resubscribing", "retry_in", retry, "error", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(retry):
-			}
+			events, errs = nil, nil
+			resubscribe = time.After(retry)
 			retry = min(2*retry, eventsRetryMax)
+		case <-resubscribe:
+			resubscribe = nil
 			events, errs = e.runtime.Events(ctx, Labels{LabelRack: e.rack})
 			subscribed = time.Now()
 		case <-tick.C:
