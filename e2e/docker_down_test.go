@@ -37,6 +37,7 @@ func TestDockerGoesAway(t *testing.T) {
 	c, url := r.routerClient(t, "web.app.localhost", true)
 
 	fwd.stop()
+	before := len(r.stderr.String())
 	r.convox("ps", "-a", "app").expect(t, "",
 		"ERROR: listing processes: Cannot connect to the Docker daemon at unix://"+sock+". Is the docker daemon running? Start it, then retry.\n", 1)
 	res, err := r.request("GET", "/apps/app/processes", r.password())
@@ -48,16 +49,23 @@ func TestDockerGoesAway(t *testing.T) {
 		t.Errorf("GET /apps/app/processes with Docker gone: status %d, want 503", res.StatusCode)
 	}
 	// The app's processes still run; the router keeps sending them
-	// requests, though the rack cannot see them for now.
-	for range 8 {
+	// requests, though the rack cannot see them for now. 11 s: the
+	// periodic converge (every 10 s) runs at least once meanwhile.
+	for range 11 {
 		if code, got := body(t, c, url+"/"); code != 200 || !strings.HasPrefix(got, "hello from app/web") {
 			t.Errorf("GET %s/ with the rack's Docker gone: got %d %q, want 200 and the app's greeting", url, code, got)
 		}
 		time.Sleep(time.Second)
 	}
 	// Its retries back off: 1, 2, 4 s… rather than one a second.
-	if n := strings.Count(r.stderr.String(), "docker events stopped; resubscribing"); n < 1 || n > 4 {
-		t.Errorf("the daemon tried the event stream again %d times in about 8 s without Docker: want 1 to 4 (backing off)", n)
+	down := r.stderr.String()[before:]
+	if n := strings.Count(down, "docker events stopped; resubscribing"); n < 1 || n > 5 {
+		t.Errorf("the daemon tried the event stream again %d times in about 11 s without Docker: want 1 to 5 (backing off)", n)
+	}
+	// The converge says Docker is gone once, not once per app every 10 s.
+	if n := strings.Count(down, "docker is not answering"); n != 1 || strings.Contains(down, "msg=converge") {
+		t.Errorf("the daemon's log while Docker was gone: %d lines saying so (want 1), converge failures: %v (want none)\n%s",
+			n, strings.Contains(down, "msg=converge"), down)
 	}
 
 	forwardDocker(t, sock)
@@ -67,6 +75,9 @@ func TestDockerGoesAway(t *testing.T) {
 	if code, got := body(t, c, url+"/"); code != 200 {
 		t.Errorf("GET %s/ once Docker answers again: got %d %q", url, code, got)
 	}
+	eventually(t, 15*time.Second, "the daemon logging Docker's return", func() bool {
+		return strings.Contains(r.stderr.String()[before:], "docker answers again")
+	})
 }
 
 // dockerForwarder relays a unix socket to the machine's Docker socket, so

@@ -72,8 +72,16 @@ func (e *Engine) forgive(app, service string) {
 }
 
 // convergeAll converges every app, then removes containers of this rack
-// that belong to no app.
+// that belong to no app. While Docker does not answer it does nothing, and
+// logs only the change: once when Docker goes, once when it is back.
 func (e *Engine) convergeAll(ctx context.Context) {
+	ps, err := e.runtime.ProcessList(ctx, Labels{LabelRack: e.rack})
+	if !e.noteDocker(err) {
+		if err != nil && !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+			e.log.Error("converge", "error", err)
+		}
+		return
+	}
 	apps, err := e.AppList(ctx)
 	if err != nil {
 		e.log.Error("converge", "error", err)
@@ -83,11 +91,6 @@ func (e *Engine) convergeAll(ctx context.Context) {
 	for _, a := range apps {
 		known[a.Name] = true
 		e.convergeApp(ctx, a.Name)
-	}
-	ps, err := e.runtime.ProcessList(ctx, Labels{LabelRack: e.rack})
-	if err != nil {
-		e.log.Error("converge", "error", err)
-		return
 	}
 	for _, p := range ps {
 		// Builds run inside the daemon; no container of ours is legitimately
@@ -99,6 +102,23 @@ func (e *Engine) convergeAll(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// noteDocker records whether Docker answered a call that returned err,
+// logging when that changes, and reports whether it did answer.
+func (e *Engine) noteDocker(err error) bool {
+	down := errors.Is(err, ErrUnavailable)
+	e.mu.Lock()
+	was := e.dockerDown
+	e.dockerDown = down
+	e.mu.Unlock()
+	switch {
+	case down && !was:
+		e.log.Warn("docker is not answering; apps converge again once it does", "error", err)
+	case !down && was:
+		e.log.Info("docker answers again; converging every app")
+	}
+	return err == nil
 }
 
 // strayGrace keeps converge away from containers so young that the request

@@ -72,6 +72,7 @@ type Engine struct {
 	collecting map[string]chan struct{}           // output collectors by process, closed when done
 	cancels    map[string]context.CancelCauseFunc // in-flight rollouts, by app
 	kick       chan string                        // apps to converge soon
+	dockerDown bool                               // the last converge found Docker not answering
 }
 
 var _ api.Rack = (*Engine)(nil)
