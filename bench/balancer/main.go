@@ -70,6 +70,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,6 +97,7 @@ type options struct {
 	noPortWait               bool // -short: no wait for Docker's port budget
 	warmMiB                  int64
 	warmDuration             time.Duration
+	loops                    int // the balancer's event loops; 0: its default
 }
 
 func main() {
@@ -111,6 +113,7 @@ func main() {
 	flag.DurationVar(&o.rackDuration, "rack-d", time.Second, "duration of each connections/s run through the rack (see BENCHMARKS.md: Docker's port budget)")
 	flag.BoolVar(&o.rack, "rack", true, "also measure through a real rack (Docker, the sample app)")
 	flag.StringVar(&o.splice, "haproxy-splice", "auto", "haproxy's splicing: auto (`option splice-auto`), always (splice-request and splice-response) or off")
+	flag.IntVar(&o.loops, "loops", 0, "the balancer's event loops, as the rack's --proxy-loops (0: its default, one per two CPUs)")
 	short := flag.Bool("short", false, "CI mode: one round, 256 MiB per connection, 2 s connection runs; under 45 s")
 	flag.BoolVar(&o.verbose, "v", false, "print every run's figures")
 	flag.Usage = func() {
@@ -216,7 +219,7 @@ func run(ctx context.Context, o options) error {
 		}
 		r = rackbench.New(tmp)
 		rackbench.Logf("rack suite: building convox and the sample server")
-		rs, backendAddr, bal, err := rackSuite(ctx, root, r, o.rackDuration, !o.noPortWait)
+		rs, backendAddr, bal, err := rackSuite(ctx, root, r, o.rackDuration, !o.noPortWait, o.loops)
 		if err != nil {
 			return err
 		}
@@ -247,11 +250,15 @@ func addTargets(ctx context.Context, o options, tmp, self string, s *suite, back
 	}
 	haproxy := &target{name: "haproxy " + haproxyVersion(), kind: "haproxy", addr: hp.addr, pids: hp.pids}
 	if bal == nil {
-		bp, err := start(startChild(ctx, self, "balancer", "_balancer", backend))
+		bp, err := start(startChild(ctx, self, "balancer", "_balancer", backend, strconv.Itoa(o.loops)))
 		if err != nil {
 			return err
 		}
-		bal = &target{name: "balancer (package, own process)", kind: "balancer", addr: bp.addr, pids: bp.pids}
+		name := "balancer (package, own process)"
+		if o.loops > 0 {
+			name = fmt.Sprintf("balancer (package, own process, %d loops)", o.loops)
+		}
+		bal = &target{name: name, kind: "balancer", addr: bp.addr, pids: bp.pids}
 	}
 	s.targets = []*target{direct, haproxy, bal}
 	for _, t := range s.targets {

@@ -137,13 +137,18 @@ func child(args []string) int {
 		}
 		fmt.Printf("listening %s\n", ln.Addr())
 		go echo(ln)
-	case args[0] == "_balancer" && len(args) == 2:
+	case args[0] == "_balancer" && len(args) == 3:
 		target, err := netip.ParseAddrPort(args[1])
+		if err != nil {
+			return fail(err)
+		}
+		loops, err := strconv.Atoi(args[2])
 		if err != nil {
 			return fail(err)
 		}
 		b := balancer.New(balancer.Options{
 			BindAddr: "127.0.0.1",
+			Loops:    loops,
 			Log:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 		defer b.Close()

@@ -18,7 +18,7 @@ const app = "bench"
 // rackSuite builds convox and the sample app, starts the rack, deploys the
 // app with one process behind a balancer, and returns the suite with the
 // process's published echo port (the balancer's target) and the balancer.
-func rackSuite(ctx context.Context, root string, r *rackbench.Rack, connDuration time.Duration, portWait bool) (*suite, string, *target, error) {
+func rackSuite(ctx context.Context, root string, r *rackbench.Rack, connDuration time.Duration, portWait bool, loops int) (*suite, string, *target, error) {
 	if err := r.Build(ctx, root); err != nil {
 		return nil, "", nil, err
 	}
@@ -38,7 +38,7 @@ func rackSuite(ctx context.Context, root string, r *rackbench.Rack, connDuration
 	// Ports below the ephemeral range (see freePort), balancers on
 	// loopback only.
 	r.PickAddr = freeAddr
-	r.Args = []string{"--balancer-bind", "127.0.0.1"}
+	r.Args = []string{"--balancer-bind", "127.0.0.1", "--proxy-loops", strconv.Itoa(loops)}
 	if err := r.Start(ctx); err != nil {
 		return nil, "", nil, err
 	}
