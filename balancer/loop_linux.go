@@ -79,6 +79,7 @@ type end struct {
 	readable bool
 	writable bool
 	hup      bool // the peer has closed its side: read until EOF
+	fin      bool // its FIN came in order, with no error: a short read reaches it
 }
 
 // direction is one way through a connection.
@@ -363,6 +364,9 @@ func (e *end) note(events uint32) {
 	}
 	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		e.hup = true
+	}
+	if events&(unix.EPOLLRDHUP|unix.EPOLLERR) == unix.EPOLLRDHUP {
+		e.fin = true
 	}
 	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		e.writable = true // a write says what went wrong, if anything did
@@ -734,11 +738,18 @@ func (lp *loop) readWrite(d *direction, src, dst *end) (bool, error) {
 		d.eof = true
 		return true, nil
 	}
-	if n < len(lp.buf) && !src.hup {
+	if n < len(lp.buf) {
 		// A short read emptied the socket: epoll reports the next bytes
-		// as a new edge. Past the peer's FIN there is none: read on
-		// until EOF.
-		src.readable = false
+		// as a new edge. Past the peer's FIN there is none, and nothing
+		// more to read: the EOF is here, without a read returning 0 (a
+		// system call saved per connection that ends with its last
+		// bytes). After an error, read on to learn it.
+		switch {
+		case src.fin:
+			d.eof = true
+		case !src.hup:
+			src.readable = false
+		}
 	}
 	d.moved += n
 	w, err := rawWrite(dst.fd, lp.buf[:n])
