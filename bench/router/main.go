@@ -82,6 +82,7 @@ type options struct {
 	rounds, threads, conns int
 	duration, warmup       time.Duration
 	https, verbose         bool
+	close                  bool // every request on a new connection
 	perfDir                string
 	quiet                  time.Duration // longest wait for a quiet machine before a run
 	retries                int           // runs measured again when other work shared the CPUs
@@ -96,7 +97,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "measured rounds (each runs wrk once against every target)")
 	flag.DurationVar(&o.duration, "d", 10*time.Second, "duration of each measured wrk run (whole seconds)")
 	flag.IntVar(&o.threads, "t", 2, "wrk threads")
-	flag.IntVar(&o.conns, "c", 32, "wrk connections (kept alive)")
+	flag.IntVar(&o.conns, "c", 32, "wrk connections (kept alive, unless -close)")
+	flag.BoolVar(&o.close, "close", false, "send Connection: close, so that every request comes on a new connection (clients without keep-alive)")
 	flag.BoolVar(&o.https, "https", true, "also compare nginx and the router over HTTPS")
 	short := flag.Bool("short", false, "CI mode: one round of 3 s per target, the whole run under a minute")
 	flag.StringVar(&o.perfDir, "perf", "", "record `DIR`/router.perf.data and DIR/nginx.perf.data with perf during an extra run of each, and count their syscalls and context switches")
@@ -215,7 +217,7 @@ func run(ctx context.Context, o options) error {
 
 	bpids := rackbench.BackendPids(ctx, backendID, port(backend))
 	rackbench.Logf("backend processes (container, docker-proxy): %v", bpids)
-	l := load{threads: o.threads, conns: o.conns, duration: o.duration, host: host,
+	l := load{threads: o.threads, conns: o.conns, duration: o.duration, host: host, close: o.close,
 		backend: func() []int { return bpids }}
 	targets := []*target{
 		{name: "direct (backend's published port)", kind: "direct", scheme: "http", url: "http://" + backend + "/"},

@@ -56,6 +56,7 @@ type load struct {
 	duration       time.Duration
 	host           string // Host header (and, over TLS, server name)
 	script         string // Lua script that connects to 127.0.0.1 whatever the URL's host
+	close          bool   // Connection: close on every request
 	// backend lists the backend's processes (the server in its container
 	// and the docker-proxy of its published port), whose CPU time is not
 	// other load.
@@ -67,6 +68,9 @@ func (l load) args(t *target, d time.Duration) []string {
 		"-t" + strconv.Itoa(l.threads), "-c" + strconv.Itoa(l.conns),
 		fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency",
 		"-H", "Host: " + l.host,
+	}
+	if l.close {
+		args = append(args, "-H", "Connection: close")
 	}
 	if t.scheme == "https" {
 		args = append(args, "-s", l.script)
