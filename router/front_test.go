@@ -25,14 +25,20 @@ import (
 // given, whatever ROUTER_TEST_SERVER says: over HTTPS when opts has a CA.
 func frontHarness(t *testing.T, opts Options, srv *http.Server, loops int) (*Router, *Front, string) {
 	t.Helper()
-	opts.Log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rt := New(opts)
-	checkReleased(t, rt)
-	t.Cleanup(rt.CloseIdleConnections)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return frontOn(t, ln, opts, srv, loops)
+}
+
+// frontOn is frontHarness on a listener of the caller's.
+func frontOn(t *testing.T, ln net.Listener, opts Options, srv *http.Server, loops int) (*Router, *Front, string) {
+	t.Helper()
+	opts.Log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rt := New(opts)
+	checkReleased(t, rt)
+	t.Cleanup(rt.CloseIdleConnections)
 	srv.Handler = rt
 	if opts.CA != nil {
 		srv.TLSConfig = rt.TLSConfig()
