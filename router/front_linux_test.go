@@ -46,28 +46,32 @@ func TestFront_AcceptedSocket(t *testing.T) {
 		if res.StatusCode != 200 || body != "127.0.0.1" {
 			t.Errorf("%s connection: GET /: %d, X-Forwarded-For %q; want 200, 127.0.0.1", c.name, res.StatusCode, body)
 		}
-		fd := peerOf(t, c.conn.LocalAddr().(*net.TCPAddr))
+		fd := acceptedOf(t, c.conn)
 		if got, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY); err != nil || got != 1 {
 			t.Errorf("%s connection: TCP_NODELAY of the accepted socket: got %d, %v; want 1", c.name, got, err)
 		}
 	}
 }
 
-// peerOf returns the descriptor of this process's socket whose peer is
-// client: the loops own it, so it is found among them all.
-func peerOf(t *testing.T, client *net.TCPAddr) int {
+// acceptedOf returns the descriptor of the router's end of c: the loops
+// own it, so it is found among all the process's sockets.
+func acceptedOf(t *testing.T, c net.Conn) int {
 	t.Helper()
+	client, server := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
 		fd, _ := strconv.Atoi(e.Name())
-		peer, err := syscall.Getpeername(fd)
-		if p, ok := peer.(*syscall.SockaddrInet4); err == nil && ok && p.Port == client.Port {
+		local, err1 := syscall.Getsockname(fd)
+		peer, err2 := syscall.Getpeername(fd)
+		l, ok1 := local.(*syscall.SockaddrInet4)
+		p, ok2 := peer.(*syscall.SockaddrInet4)
+		if err1 == nil && err2 == nil && ok1 && ok2 && l.Port == server.Port && p.Port == client.Port {
 			return fd
 		}
 	}
-	t.Fatalf("no socket of the router's has %s for peer", client)
+	t.Fatalf("the router has no socket from %s to %s", server, client)
 	return -1
 }
