@@ -76,8 +76,12 @@ func (e *Engine) forgive(app, service string) {
 // logs only the change: once when Docker goes, once when it is back.
 func (e *Engine) convergeAll(ctx context.Context) {
 	ps, err := e.runtime.ProcessList(ctx, Labels{LabelRack: e.rack})
-	if !e.noteDocker(err) {
-		if err != nil && !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+	if ctx.Err() != nil {
+		return // stopping: the failure says nothing of Docker
+	}
+	e.noteDocker(err)
+	if err != nil {
+		if !errors.Is(err, ErrUnavailable) {
 			e.log.Error("converge", "error", err)
 		}
 		return
@@ -104,9 +108,9 @@ func (e *Engine) convergeAll(ctx context.Context) {
 	}
 }
 
-// noteDocker records whether Docker answered a call that returned err,
-// logging when that changes, and reports whether it did answer.
-func (e *Engine) noteDocker(err error) bool {
+// noteDocker records whether Docker answered a call that returned err (an
+// error of Docker's own is an answer too), logging when that changes.
+func (e *Engine) noteDocker(err error) {
 	down := errors.Is(err, ErrUnavailable)
 	e.mu.Lock()
 	was := e.dockerDown
@@ -118,7 +122,6 @@ func (e *Engine) noteDocker(err error) bool {
 	case !down && was:
 		e.log.Info("docker answers again; converging every app")
 	}
-	return err == nil
 }
 
 // strayGrace keeps converge away from containers so young that the request

@@ -39,19 +39,28 @@ func TestConvergeAll_DockerDown(t *testing.T) {
 	tests := []struct {
 		name string
 		errs []error
+		stop bool     // the last converge runs as the daemon stops
 		want []string // log lines, level and message
 	}{
-		{"up", []error{nil, nil}, nil},
-		{"down then back", []error{down, down, down, nil, nil}, []string{
+		{"up", []error{nil, nil}, false, nil},
+		{"down then back", []error{down, down, down, nil, nil}, false, []string{
 			"WARN docker is not answering; apps converge again once it does",
 			"INFO docker answers again; converging every app",
 		}},
-		{"down twice", []error{down, nil, down, down}, []string{
+		{"down twice", []error{down, nil, down, down}, false, []string{
 			"WARN docker is not answering; apps converge again once it does",
 			"INFO docker answers again; converging every app",
 			"WARN docker is not answering; apps converge again once it does",
 		}},
-		{"other failures", []error{other, other}, []string{"ERROR converge", "ERROR converge"}},
+		{"other failures", []error{other, other}, false, []string{"ERROR converge", "ERROR converge"}},
+		{"down, then stopping", []error{down, context.Canceled}, true, []string{
+			"WARN docker is not answering; apps converge again once it does",
+		}},
+		{"down, then an error of Docker's", []error{down, other}, false, []string{
+			"WARN docker is not answering; apps converge again once it does",
+			"INFO docker answers again; converging every app",
+			"ERROR converge",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,8 +79,13 @@ func TestConvergeAll_DockerDown(t *testing.T) {
 				},
 			}))
 			e := New(Config{Rack: "test", Domain: "localhost", Store: st, Runtime: &listingRuntime{errs: tt.errs}, Log: log})
-			for range tt.errs {
-				e.convergeAll(context.Background())
+			for i := range tt.errs {
+				ctx, cancel := context.WithCancel(context.Background())
+				if tt.stop && i == len(tt.errs)-1 {
+					cancel()
+				}
+				e.convergeAll(ctx)
+				cancel()
 			}
 			var got []string
 			for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
