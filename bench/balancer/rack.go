@@ -88,7 +88,11 @@ func rackSuite(ctx context.Context, root string, r *rackbench.Rack, connDuration
 	} else {
 		s.note += fmt.Sprintf("These runs (-short) last %s each and **did not wait** for the TIME_WAITs to clear: their figures are pessimistic, the more so for later targets.", connDuration)
 	}
-	bal := &target{name: "convox rack balancer", kind: "balancer", addr: balancerAddr, pids: func() []int { return []int{r.PID()} }}
+	name := "convox rack balancer"
+	if loops > 0 {
+		name = fmt.Sprintf("convox rack balancer (--proxy-loops %d)", loops)
+	}
+	bal := &target{name: name, kind: "balancer", addr: balancerAddr, pids: func() []int { return []int{r.PID()} }}
 	return s, backend, bal, nil
 }
 
