@@ -38,6 +38,8 @@ var ours = map[string][]string{
 	// Test support only: router and e2e tests import it to run pebble.
 	"internal/pebbletest": {"internal/porttest"},
 	"internal/porttest":   {},
+	// Test support only: router and balancer tests find their loops' sockets.
+	"internal/socktest": {},
 }
 
 // rule is the key of ours whose rules path (relative to the module)

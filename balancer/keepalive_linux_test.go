@@ -2,10 +2,10 @@ package balancer
 
 import (
 	"net/netip"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/singlehost/convox/internal/socktest"
 )
 
 // TestBalancer_KeepAlive checks that accepted connections inherit the
@@ -20,28 +20,10 @@ func TestBalancer_KeepAlive(t *testing.T) {
 	c.ask(t, "hi") // the connection is accepted and its target dialed
 
 	// The loops own the descriptors: find them among the process's sockets.
-	client, backend := -1, -1
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		fd, _ := strconv.Atoi(e.Name())
-		local, err1 := syscall.Getsockname(fd)
-		peer, err2 := syscall.Getpeername(fd)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		if l, ok := local.(*syscall.SockaddrInet4); ok && l.Port == port {
-			client = fd
-		}
-		if p, ok := peer.(*syscall.SockaddrInet4); ok && p.Port == int(a.addr.Port()) && netip.AddrFrom4(p.Addr) == a.addr.Addr() {
-			backend = fd
-		}
-	}
-	if client < 0 || backend < 0 {
-		t.Fatalf("the balancer's sockets: client %d, backend %d", client, backend)
-	}
+	client := socktest.Find(t, func(local, _ *syscall.SockaddrInet4) bool { return local.Port == port })
+	backend := socktest.Find(t, func(_, peer *syscall.SockaddrInet4) bool {
+		return peer.Port == int(a.addr.Port()) && netip.AddrFrom4(peer.Addr) == a.addr.Addr()
+	})
 	for _, side := range []struct {
 		name string
 		fd   int

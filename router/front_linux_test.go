@@ -6,10 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/singlehost/convox/internal/socktest"
 )
 
 // TestFront_AcceptedSocket: connections the loops accept have Nagle off,
@@ -46,32 +46,13 @@ func TestFront_AcceptedSocket(t *testing.T) {
 		if res.StatusCode != 200 || body != "127.0.0.1" {
 			t.Errorf("%s connection: GET /: %d, X-Forwarded-For %q; want 200, 127.0.0.1", c.name, res.StatusCode, body)
 		}
-		fd := acceptedOf(t, c.conn)
+		// The loop owns the router's end: find it among the process's sockets.
+		client, server := c.conn.LocalAddr().(*net.TCPAddr), c.conn.RemoteAddr().(*net.TCPAddr)
+		fd := socktest.Find(t, func(local, peer *syscall.SockaddrInet4) bool {
+			return local.Port == server.Port && peer.Port == client.Port
+		})
 		if got, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY); err != nil || got != 1 {
 			t.Errorf("%s connection: TCP_NODELAY of the accepted socket: got %d, %v; want 1", c.name, got, err)
 		}
 	}
-}
-
-// acceptedOf returns the descriptor of the router's end of c: the loops
-// own it, so it is found among all the process's sockets.
-func acceptedOf(t *testing.T, c net.Conn) int {
-	t.Helper()
-	client, server := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		fd, _ := strconv.Atoi(e.Name())
-		local, err1 := syscall.Getsockname(fd)
-		peer, err2 := syscall.Getpeername(fd)
-		l, ok1 := local.(*syscall.SockaddrInet4)
-		p, ok2 := peer.(*syscall.SockaddrInet4)
-		if err1 == nil && err2 == nil && ok1 && ok2 && l.Port == server.Port && p.Port == client.Port {
-			return fd
-		}
-	}
-	t.Fatalf("the router has no socket from %s to %s", server, client)
-	return -1
 }
